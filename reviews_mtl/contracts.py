@@ -1,0 +1,310 @@
+"""Wire contracts: the input review, the enriched record and the dead letter.
+
+Every record on a topic carries ``schema_version``. Decoding never raises past the caller:
+:func:`decode_review` returns either a :class:`Review` or a :class:`DecodeFailure` that names the
+reason, so a poison message is a value that the worker routes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+# Bytes of UTF-8 text, not characters: the limit protects the broker (default message.max.bytes is 1 MB)
+# and the tokenizer, which truncates at 128 tokens anyway.
+MAX_TEXT_BYTES = 32_000
+MAX_TITLE_BYTES = 1_000
+MAX_ID_CHARS = 256
+
+SENTIMENT_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+ASPECT_NAMES: tuple[str, ...] = (
+    "quality",
+    "price",
+    "shipping",
+    "packaging",
+    "durability",
+    "appearance",
+    "functionality",
+    "ease_of_use",
+    "customer_service",
+    "value_for_money",
+)
+
+SentimentLabel = Literal["negative", "neutral", "positive"]
+
+
+class DecodeReason(str, Enum):
+    """Why a message could not become a :class:`Review`; the value travels in the DLQ header."""
+
+    EMPTY_VALUE = "empty_value"
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_REVIEW_ID = "missing_review_id"
+    MISSING_PRODUCT_ID = "missing_product_id"
+    MISSING_TEXT = "missing_text"
+    EMPTY_REVIEW_ID = "empty_review_id"
+    EMPTY_PRODUCT_ID = "empty_product_id"
+    EMPTY_TEXT = "empty_text"
+    WRONG_TYPE = "wrong_type"
+    TEXT_TOO_LONG = "text_too_long"
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    INVALID_FIELD = "invalid_field"
+
+
+class Review(BaseModel):
+    """One input review (topic ``reviews``, key = ``product_id``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    schema_version: int = SCHEMA_VERSION
+    review_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    product_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    text: str = Field(min_length=1)
+    title: str | None = None
+    # Ground truth when known; carried through for evaluation, never used for prediction.
+    rating: int | None = Field(default=None, ge=1, le=5)
+    category: str | None = None
+    # Event time as epoch seconds; end-to-end latency is measured from it.
+    timestamp: float | None = None
+    verified: bool | None = None
+    user_id: str | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text_within_limit(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is blank")
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+            raise ValueError(f"text longer than {MAX_TEXT_BYTES} bytes")
+        return value
+
+    @field_validator("review_id", "product_id")
+    @classmethod
+    def _id_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("id is blank")
+        return value
+
+    @field_validator("title")
+    @classmethod
+    def _title_within_limit(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode("utf-8", "surrogatepass")) > MAX_TITLE_BYTES:
+            raise ValueError(f"title longer than {MAX_TITLE_BYTES} bytes")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _finite_timestamp(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("timestamp is not finite")
+        return value
+
+    def model_text(self) -> str:
+        """The text the model reads: title and body, as in training."""
+        return f"{self.title}. {self.text}" if self.title else self.text
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailure:
+    """A message that is not a valid review: the raw bytes stay untouched for the DLQ."""
+
+    reason: DecodeReason
+    detail: str
+    raw: bytes | None
+
+    @property
+    def error_class(self) -> str:
+        return "DecodeError" if self.reason in _BYTE_LEVEL_REASONS else "ContractError"
+
+
+# Reasons found before there is an object to validate; the rest break the contract itself.
+_BYTE_LEVEL_REASONS = frozenset({DecodeReason.EMPTY_VALUE, DecodeReason.INVALID_UTF8, DecodeReason.INVALID_JSON})
+_REQUIRED = ("review_id", "product_id", "text")
+
+
+def _timestamp_to_epoch(obj: dict[str, Any]) -> None:
+    """Accept ISO-8601 strings for ``timestamp`` as a convenience; store epoch seconds."""
+    ts = obj.get("timestamp")
+    if isinstance(ts, str):
+        try:
+            obj["timestamp"] = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass  # left as a string: validation reports it as a wrong type
+    elif isinstance(ts, int) and not isinstance(ts, bool):
+        obj["timestamp"] = float(ts)
+
+
+def validate_review_object(obj: object) -> Review | DecodeFailure:
+    """Validate an already-parsed object (from JSON, CSV or Parquet) against the input contract."""
+    if not isinstance(obj, dict):
+        return DecodeFailure(DecodeReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}", None)
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        return DecodeFailure(DecodeReason.WRONG_TYPE, "schema_version must be an integer", None)
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        return DecodeFailure(
+            DecodeReason.UNKNOWN_SCHEMA_VERSION,
+            f"schema_version {version} not in {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
+            None,
+        )
+    for name in _REQUIRED:
+        if obj.get(name) is None:
+            return DecodeFailure(DecodeReason[f"MISSING_{name.upper()}"], f"{name} is required", None)
+        value = obj[name]
+        if not isinstance(value, str):
+            return DecodeFailure(DecodeReason.WRONG_TYPE, f"{name} must be a string, got {type(value).__name__}", None)
+        if not value.strip():
+            return DecodeFailure(DecodeReason[f"EMPTY_{name.upper()}"], f"{name} is empty", None)
+    if len(obj["text"].encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+        return DecodeFailure(
+            DecodeReason.TEXT_TOO_LONG, f"text is longer than the limit of {MAX_TEXT_BYTES} bytes", None
+        )
+    fields = dict(obj)
+    _timestamp_to_epoch(fields)
+    try:
+        return Review.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        reason = DecodeReason.WRONG_TYPE if first["type"].endswith("_type") else DecodeReason.INVALID_FIELD
+        return DecodeFailure(reason, f"{where}: {first['msg']}", None)
+
+
+def decode_review(raw: bytes | None) -> Review | DecodeFailure:
+    """Decode one message value. Never raises: bad input becomes a :class:`DecodeFailure`."""
+    if not raw:
+        return DecodeFailure(DecodeReason.EMPTY_VALUE, "message has no value", raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return DecodeFailure(DecodeReason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", raw)
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return DecodeFailure(DecodeReason.INVALID_JSON, f"invalid JSON: {exc}"[:300], raw)
+    result = validate_review_object(obj)
+    if isinstance(result, DecodeFailure):
+        return DecodeFailure(result.reason, result.detail, raw)
+    return result
+
+
+class SentimentResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    label: SentimentLabel
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class Prediction(BaseModel):
+    """What the model says about one text; the prediction fields of the enriched record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sentiment: SentimentResult
+    rating: float = Field(ge=1.0, le=5.0)
+    aspects: dict[str, float]
+    aspects_detected: list[str]
+
+
+class SourceCoordinates(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class EnrichedRecord(Prediction):
+    """One enriched review (topic ``reviews.enriched``, key = ``product_id``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    review_id: str
+    product_id: str
+    true_rating: int | None = None
+    category: str | None = None
+    timestamp: float | None = None
+    model_name: str
+    model_version: str
+    processed_at: float
+    processing_ms: float
+    source: SourceCoordinates
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+# Dead-letter headers: the value is the original bytes, untouched.
+DLQ_HEADER_ERROR_CLASS = "x-error-class"
+DLQ_HEADER_REASON = "x-error-reason"
+DLQ_HEADER_DETAIL = "x-error-detail"
+DLQ_HEADER_TOPIC = "x-source-topic"
+DLQ_HEADER_PARTITION = "x-source-partition"
+DLQ_HEADER_OFFSET = "x-source-offset"
+DLQ_HEADER_SCHEMA = "x-schema-version"
+
+
+class DeadLetter(BaseModel):
+    """A message that could not be processed, as its headers describe it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+    error_class: str
+    reason: str
+    detail: str
+    source: SourceCoordinates
+    raw: bytes | None = None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (DLQ_HEADER_SCHEMA, str(self.schema_version).encode()),
+            (DLQ_HEADER_ERROR_CLASS, self.error_class.encode()),
+            (DLQ_HEADER_REASON, self.reason.encode()),
+            (DLQ_HEADER_DETAIL, self.detail.encode("utf-8", "replace")[:1000]),
+            (DLQ_HEADER_TOPIC, self.source.topic.encode()),
+            (DLQ_HEADER_PARTITION, str(self.source.partition).encode()),
+            (DLQ_HEADER_OFFSET, str(self.source.offset).encode()),
+        ]
+
+    @classmethod
+    def from_failure(cls, failure: DecodeFailure, topic: str, partition: int, offset: int) -> DeadLetter:
+        return cls(
+            error_class=failure.error_class,
+            reason=failure.reason.value,
+            detail=failure.detail,
+            source=SourceCoordinates(topic=topic, partition=partition, offset=offset),
+            raw=failure.raw,
+        )
+
+    @classmethod
+    def from_headers(cls, headers: list[tuple[str, bytes]] | None, value: bytes | None) -> DeadLetter:
+        h = {k: v.decode("utf-8", "replace") for k, v in (headers or [])}
+        try:
+            return cls(
+                schema_version=int(h.get(DLQ_HEADER_SCHEMA, SCHEMA_VERSION)),
+                error_class=h[DLQ_HEADER_ERROR_CLASS],
+                reason=h[DLQ_HEADER_REASON],
+                detail=h.get(DLQ_HEADER_DETAIL, ""),
+                source=SourceCoordinates(
+                    topic=h[DLQ_HEADER_TOPIC],
+                    partition=int(h[DLQ_HEADER_PARTITION]),
+                    offset=int(h[DLQ_HEADER_OFFSET]),
+                ),
+                raw=value,
+            )
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"not a dead-letter record: {exc}") from exc

@@ -1,0 +1,149 @@
+"""Runtime settings, one frozen class per service, every field also an environment variable.
+
+``KafkaSettings.as_librdkafka_dict`` is the one place that renders librdkafka's dotted keys, including
+SASL and SSL, so every client (producer, consumer, admin) talks to a secured cluster the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+AutoOffsetReset = Literal["earliest", "latest", "error"]
+RuntimeKind = Literal["auto", "onnx-int8", "onnx-fp32", "torch"]
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _frozen(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore", case_sensitive=False)
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach the brokers (env ``KAFKA_*``)."""
+
+    model_config = _frozen("KAFKA_")
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    client_id: str = "reviews-mtl"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_endpoint_identification: bool = True
+
+    def as_librdkafka_dict(self) -> dict[str, Any]:
+        """Connection keys for any confluent-kafka client; callers add their role's own keys."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs KAFKA_SASL_MECHANISM")
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            if self.sasl_username is not None:
+                conf["sasl.username"] = self.sasl_username
+            if self.sasl_password is not None:
+                conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL"):
+            optional = {
+                "ssl.ca.location": self.ssl_ca_location,
+                "ssl.certificate.location": self.ssl_certificate_location,
+                "ssl.key.location": self.ssl_key_location,
+            }
+            conf.update({k: str(v) for k, v in optional.items() if v is not None})
+            if self.ssl_key_password is not None:
+                conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+            conf["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_endpoint_identification else "none"
+        return conf
+
+
+class RedisSettings(BaseSettings):
+    """Where the aggregates live (env ``REDIS_*``). A password in the URL is treated as a secret too."""
+
+    model_config = _frozen("REDIS_")
+
+    url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+    password: SecretStr | None = None
+    key_prefix: str = "rmtl"
+    socket_timeout_s: float = 5.0
+
+
+class TopicSettings(BaseSettings):
+    """Topic names (env ``REVIEWS_TOPIC_*``)."""
+
+    model_config = _frozen("REVIEWS_TOPIC_")
+
+    input: str = "reviews"
+    enriched: str = "reviews.enriched"
+    dlq: str = "reviews.dlq"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class ProducerSettings(BaseSettings):
+    """The review publisher (env ``REVIEWS_PRODUCER_*``)."""
+
+    model_config = _frozen("REVIEWS_PRODUCER_")
+
+    compression: Compression = "lz4"
+    linger_ms: int = Field(default=5, ge=0)
+    batch_size: int = Field(default=131072, ge=1)
+    delivery_timeout_ms: int = Field(default=30000, ge=1000)
+    rate: float | None = Field(default=None, gt=0, description="records per second; unlimited when unset")
+    on_invalid: Literal["skip", "fail"] = "skip"
+
+    def as_librdkafka_dict(self) -> dict[str, Any]:
+        return {
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": self.compression,
+            "linger.ms": self.linger_ms,
+            "batch.size": self.batch_size,
+            "delivery.timeout.ms": self.delivery_timeout_ms,
+        }
+
+
+class ConsumerSettings(BaseSettings):
+    """The worker (env ``REVIEWS_CONSUMER_*``)."""
+
+    model_config = _frozen("REVIEWS_CONSUMER_")
+
+    group_id: str = "reviews-mtl"
+    model_dir: Path = Path("artifacts/demo")
+    runtime: RuntimeKind = "auto"
+    batch_max_records: int = Field(default=256, ge=1)
+    batch_max_wait_ms: int = Field(default=200, ge=1)
+    transactions: bool = True
+    transactional_id_prefix: str = "reviews-mtl"
+    auto_offset_reset: AutoOffsetReset = "earliest"
+    session_timeout_ms: int = Field(default=45000, ge=6000)
+    max_poll_interval_ms: int = Field(default=300000, ge=10000)
+    drain_timeout_s: float = Field(default=20.0, gt=0)
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    replicas: int = Field(default=1, ge=1)
+    intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = one per core")
+
+
+class StackSettings(BaseSettings):
+    """The embedded local stack (env ``REVIEWS_STACK_*``)."""
+
+    model_config = _frozen("REVIEWS_STACK_")
+
+    state_dir: Path = Path(".reviews-mtl/stack")
+    kafka_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    redis_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    start_timeout_s: float = Field(default=60.0, gt=0)
