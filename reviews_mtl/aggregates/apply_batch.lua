@@ -1,0 +1,75 @@
+-- Apply one micro-batch of enriched reviews to the per-product aggregates, atomically and at most
+-- once per input offset: per topic-partition the highest applied offset is stored, and records at or
+-- below it are skipped, so a batch replayed after a crash or a rebalance changes nothing.
+--
+-- ARGV[1]: key prefix. ARGV[2]: JSON list of partitions:
+--   {"topic": str, "partition": int, "records": [{"o": offset, "p": product_id, "s": sentiment,
+--    "r": rating, "a": [aspect, ...], "t": epoch seconds}], "dead": [offset, ...], "inflight": str}
+-- Returns {applied, skipped, dead_letters}.
+local prefix = ARGV[1]
+local batch = cjson.decode(ARGV[2])
+local wm_key = prefix .. ':watermarks'
+local totals_key = prefix .. ':totals'
+local applied, skipped, dead = 0, 0, 0
+local touched = {}
+
+for _, part in ipairs(batch) do
+  local field = part.topic .. ':' .. string.format('%d', part.partition)
+  local wm = tonumber(redis.call('HGET', wm_key, field) or '-1')
+  local high = wm
+  local any_new = false
+  for _, r in ipairs(part.records) do
+    if r.o > wm then
+      any_new = true
+      applied = applied + 1
+      if r.o > high then high = r.o end
+      local key = prefix .. ':product:' .. r.p
+      redis.call('HINCRBY', key, 'review_count', 1)
+      redis.call('HINCRBY', key, 'sentiment:' .. r.s, 1)
+      redis.call('HINCRBYFLOAT', key, 'rating_sum', r.r)
+      redis.call('HINCRBY', totals_key, 'reviews', 1)
+      redis.call('HINCRBY', totals_key, 'sentiment:' .. r.s, 1)
+      for _, a in ipairs(r.a) do
+        redis.call('HINCRBY', key, 'aspect:' .. a, 1)
+        redis.call('HINCRBY', key, 'aspect:' .. a .. ':' .. r.s, 1)
+        redis.call('ZINCRBY', prefix .. ':rank:aspect:' .. a, 1, r.p)
+        if r.s == 'negative' then
+          redis.call('ZINCRBY', prefix .. ':rank:complaints:' .. a, 1, r.p)
+        end
+      end
+      local seen = redis.call('HMGET', key, 'first_seen', 'last_seen')
+      if not seen[1] or r.t < tonumber(seen[1]) then redis.call('HSET', key, 'first_seen', r.t) end
+      if not seen[2] or r.t > tonumber(seen[2]) then redis.call('HSET', key, 'last_seen', r.t) end
+      touched[r.p] = true
+    else
+      skipped = skipped + 1
+    end
+  end
+  local part_dead = 0
+  for _, o in ipairs(part.dead) do
+    if o > wm then
+      part_dead = part_dead + 1
+      if o > high then high = o end
+    end
+  end
+  if part_dead > 0 then redis.call('HINCRBY', totals_key, 'dead_letters', part_dead) end
+  dead = dead + part_dead
+  if high > wm then redis.call('HSET', wm_key, field, string.format('%d', high)) end
+  -- Keep what this batch produced, so a replay publishes exactly what was counted here.
+  if any_new then
+    redis.call('SET', prefix .. ':inflight:' .. part.topic .. ':' .. string.format('%d', part.partition),
+      part.inflight)
+  end
+end
+
+for pid, _ in pairs(touched) do
+  local v = redis.call('HMGET', prefix .. ':product:' .. pid,
+    'review_count', 'sentiment:negative', 'sentiment:positive', 'rating_sum')
+  local n = tonumber(v[1])
+  redis.call('ZADD', prefix .. ':rank:review_count', n, pid)
+  redis.call('ZADD', prefix .. ':rank:negative_share', tonumber(v[2] or '0') / n, pid)
+  redis.call('ZADD', prefix .. ':rank:positive_share', tonumber(v[3] or '0') / n, pid)
+  redis.call('ZADD', prefix .. ':rank:rating_mean', tonumber(v[4]) / n, pid)
+end
+
+return {applied, skipped, dead}

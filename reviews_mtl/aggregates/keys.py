@@ -1,0 +1,75 @@
+"""The Redis key schema of the per-product aggregates (read by dashboards and other services).
+
+All keys start with a prefix (default ``rmtl``, setting ``REDIS_KEY_PREFIX``):
+
+=================================  ======  =====================================================================
+key                                type    content
+=================================  ======  =====================================================================
+``P:product:{product_id}``         hash    ``review_count``, ``sentiment:{negative|neutral|positive}``,
+                                           ``rating_sum`` (predicted, float), ``aspect:{name}`` (mentions),
+                                           ``aspect:{name}:{label}`` (mentions by the review's sentiment),
+                                           ``first_seen``, ``last_seen`` (epoch seconds, event time when known)
+``P:rank:review_count``            zset    product → review count (also the product index)
+``P:rank:negative_share``          zset    product → negative reviews / reviews
+``P:rank:positive_share``          zset    product → positive reviews / reviews
+``P:rank:rating_mean``             zset    product → mean predicted rating
+``P:rank:aspect:{name}``           zset    product → mentions of the aspect
+``P:rank:complaints:{name}``       zset    product → mentions of the aspect in negative reviews
+``P:watermarks``                   hash    ``{topic}:{partition}`` → highest input offset already applied
+``P:inflight:{topic}:{partition}`` string  the enriched records of the last applied batch of that partition
+                                           (JSON ``{offset: record}``), reused when the batch is replayed
+``P:totals``                       hash    ``reviews``, ``dead_letters``, ``sentiment:{label}`` over all products
+=================================  ======  =====================================================================
+
+Aspect sentiment is the sentiment of the whole review that mentions the aspect: the model has no
+per-aspect polarity head. Rankings by share or mean are read with a minimum review count.
+"""
+
+from __future__ import annotations
+
+from reviews_mtl.contracts import ASPECT_NAMES
+
+FIXED_RANKINGS: tuple[str, ...] = ("review_count", "negative_share", "positive_share", "rating_mean")
+ASPECT_RANKING_KINDS: tuple[str, ...] = ("aspect", "complaints")
+
+
+def product_key(prefix: str, product_id: str) -> str:
+    return f"{prefix}:product:{product_id}"
+
+
+def rank_key(prefix: str, by: str) -> str:
+    return f"{prefix}:rank:{by}"
+
+
+def watermarks_key(prefix: str) -> str:
+    return f"{prefix}:watermarks"
+
+
+def inflight_key(prefix: str, topic: str, partition: int) -> str:
+    return f"{prefix}:inflight:{topic}:{partition}"
+
+
+def totals_key(prefix: str) -> str:
+    return f"{prefix}:totals"
+
+
+def partition_field(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def valid_rankings() -> list[str]:
+    """Every value ``top --by`` accepts."""
+    return [*FIXED_RANKINGS, *(f"{kind}:{name}" for kind in ASPECT_RANKING_KINDS for name in ASPECT_NAMES)]
+
+
+def parse_ranking(by: str) -> str:
+    """Check a ranking name; raise ``ValueError`` naming the choices when it is unknown."""
+    if by in FIXED_RANKINGS:
+        return by
+    kind, _, name = by.partition(":")
+    if kind in ASPECT_RANKING_KINDS and name in ASPECT_NAMES:
+        return by
+    raise ValueError(
+        f"unknown ranking {by!r}: choose one of {', '.join(FIXED_RANKINGS)}, "
+        f"aspect:NAME or complaints:NAME with NAME in {', '.join(ASPECT_NAMES)}"
+    )

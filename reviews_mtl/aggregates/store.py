@@ -1,0 +1,213 @@
+"""The owner of Redis: per-product aggregates, written once per micro-batch, read by the CLI and API.
+
+Writes go through one server-side script (``apply_batch.lua``) that is atomic and idempotent per input
+offset; see ``keys.py`` for the key schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, NamedTuple, cast
+
+import redis
+from pydantic import BaseModel
+
+from reviews_mtl.aggregates import keys
+from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
+from reviews_mtl.settings import RedisSettings
+
+_SCRIPT = resources.files("reviews_mtl.aggregates").joinpath("apply_batch.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRecord:
+    """What one enriched review adds to its product's aggregates."""
+
+    offset: int
+    product_id: str
+    sentiment: str
+    rating: float
+    aspects: Sequence[str]
+    seen_at: float
+    enriched: bytes  # the enriched record as produced (JSON), kept for replays
+
+
+@dataclass(slots=True)
+class PartitionBatch:
+    """The part of one micro-batch that came from one input partition."""
+
+    topic: str
+    partition: int
+    records: list[AppliedRecord] = field(default_factory=list)
+    dead_offsets: list[int] = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any]:
+        inflight = b"{" + b",".join(b'"%d":%s' % (r.offset, r.enriched) for r in self.records) + b"}"
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "records": [
+                {"o": r.offset, "p": r.product_id, "s": r.sentiment, "r": r.rating, "a": list(r.aspects),
+                 "t": r.seen_at}
+                for r in self.records
+            ],
+            "dead": self.dead_offsets,
+            "inflight": inflight.decode("utf-8"),
+        }
+
+
+class ApplyResult(NamedTuple):
+    applied: int
+    skipped: int
+    dead_letters: int
+
+
+class ProductAggregate(BaseModel):
+    product_id: str
+    review_count: int
+    sentiment: dict[str, int]
+    rating_sum: float
+    rating_mean: float | None
+    aspects: dict[str, int]
+    aspect_sentiment: dict[str, dict[str, int]]
+    first_seen: float | None
+    last_seen: float | None
+
+    @property
+    def negative_share(self) -> float:
+        return self.sentiment["negative"] / self.review_count if self.review_count else 0.0
+
+    def top_aspects(self, n: int = 3) -> list[tuple[str, int]]:
+        ranked = sorted(((a, c) for a, c in self.aspects.items() if c > 0), key=lambda ac: (-ac[1], ac[0]))
+        return ranked[:n]
+
+
+class RankedProduct(BaseModel):
+    product_id: str
+    value: float
+    review_count: int
+
+
+def connect(settings: RedisSettings) -> redis.Redis:
+    """A client for ``settings``; the password may come from the URL or from ``REDIS_PASSWORD``."""
+    password = settings.password.get_secret_value() if settings.password else None
+    kwargs: dict[str, Any] = {"socket_timeout": settings.socket_timeout_s,
+                              "socket_connect_timeout": settings.socket_timeout_s}
+    if password is not None:
+        kwargs["password"] = password
+    return redis.Redis.from_url(settings.url.get_secret_value(), **kwargs)
+
+
+class AggregateStore:
+    def __init__(self, client: redis.Redis, prefix: str = "rmtl") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._apply = client.register_script(_SCRIPT)
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings) -> AggregateStore:
+        return cls(connect(settings), settings.key_prefix)
+
+    # -- write side ---------------------------------------------------------------------------------
+
+    def apply_batch(self, parts: Iterable[PartitionBatch]) -> ApplyResult:
+        """Apply a micro-batch atomically; records at or below a partition's watermark are skipped."""
+        payload = [p.payload() for p in parts if p.records or p.dead_offsets]
+        if not payload:
+            return ApplyResult(0, 0, 0)
+        applied, skipped, dead = cast(list[int], self._apply(args=[self.prefix, json.dumps(payload)]))
+        return ApplyResult(int(applied), int(skipped), int(dead))
+
+    def watermarks(self) -> dict[tuple[str, int], int]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(keys.watermarks_key(self.prefix)))
+        out: dict[tuple[str, int], int] = {}
+        for k, v in raw.items():
+            topic, _, partition = k.decode().rpartition(":")
+            out[(topic, int(partition))] = int(v)
+        return out
+
+    def inflight(self, topic: str, partition: int) -> dict[int, dict[str, Any]]:
+        """The enriched records of the last batch applied for a partition, by offset."""
+        raw = cast(bytes | None, self.client.get(keys.inflight_key(self.prefix, topic, partition)))
+        if not raw:
+            return {}
+        return {int(o): rec for o, rec in json.loads(raw).items()}
+
+    # -- read side ----------------------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def product(self, product_id: str) -> ProductAggregate | None:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(keys.product_key(self.prefix, product_id)))
+        return _to_aggregate(product_id, raw) if raw else None
+
+    def products(self, offset: int = 0, limit: int = 50) -> list[ProductAggregate]:
+        """Products by review count, most reviewed first."""
+        ids = cast(list[bytes], self.client.zrevrange(
+            keys.rank_key(self.prefix, "review_count"), offset, offset + limit - 1))
+        return self._many([i.decode() for i in ids])
+
+    def product_count(self) -> int:
+        return int(cast(int, self.client.zcard(keys.rank_key(self.prefix, "review_count"))))
+
+    def totals(self) -> dict[str, int]:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(keys.totals_key(self.prefix)))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def top(self, by: str, n: int = 10, min_reviews: int = 3) -> list[RankedProduct]:
+        """The ``n`` highest products of a ranking among those with at least ``min_reviews`` reviews."""
+        by = keys.parse_ranking(by)
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        rank = keys.rank_key(self.prefix, by)
+        counts_key = keys.rank_key(self.prefix, "review_count")
+        out: list[RankedProduct] = []
+        start, page = 0, max(4 * n, 50)
+        while len(out) < n:
+            rows = cast(list[tuple[bytes, float]],
+                        self.client.zrevrange(rank, start, start + page - 1, withscores=True))
+            if not rows:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for member, _ in rows:
+                pipe.zscore(counts_key, member)
+            counts = pipe.execute()
+            for (member, score), count in zip(rows, counts, strict=True):
+                if count is not None and count >= min_reviews:
+                    out.append(RankedProduct(product_id=member.decode(), value=score, review_count=int(count)))
+                    if len(out) == n:
+                        break
+            start += page
+        return out
+
+    def _many(self, product_ids: Sequence[str]) -> list[ProductAggregate]:
+        pipe = self.client.pipeline(transaction=False)
+        for pid in product_ids:
+            pipe.hgetall(keys.product_key(self.prefix, pid))
+        return [_to_aggregate(pid, raw) for pid, raw in zip(product_ids, pipe.execute(), strict=True) if raw]
+
+
+def _to_aggregate(product_id: str, raw: dict[bytes, bytes]) -> ProductAggregate:
+    h = {k.decode(): v.decode() for k, v in raw.items()}
+    count = int(h.get("review_count", 0))
+    rating_sum = float(h.get("rating_sum", 0.0))
+    return ProductAggregate(
+        product_id=product_id,
+        review_count=count,
+        sentiment={label: int(h.get(f"sentiment:{label}", 0)) for label in SENTIMENT_LABELS},
+        rating_sum=rating_sum,
+        rating_mean=rating_sum / count if count else None,
+        aspects={a: int(h.get(f"aspect:{a}", 0)) for a in ASPECT_NAMES},
+        aspect_sentiment={
+            a: {label: int(h.get(f"aspect:{a}:{label}", 0)) for label in SENTIMENT_LABELS} for a in ASPECT_NAMES
+        },
+        first_seen=float(h["first_seen"]) if "first_seen" in h else None,
+        last_seen=float(h["last_seen"]) if "last_seen" in h else None,
+    )
