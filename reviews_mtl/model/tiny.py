@@ -1,0 +1,64 @@
+"""A tiny random-weight artifact (hidden 32, 2 layers) for tests and benchmarks: built in seconds.
+
+It has every file a trained artifact has (weights, tokenizer, ONNX fp32 and int8, config), so the
+runtimes, the predict command and the worker run on it exactly as on a real model; its predictions
+mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
+from reviews_mtl.model.artifact import METRICS_FILE, MODEL_CARD_FILE
+from reviews_mtl.model.export import encoder_config_dict, save_model_files, write_config
+from reviews_mtl.model.modeling import HeadConfig, MultiTaskReviewModel, encoder_from_config
+from reviews_mtl.model.presets import default_encoder
+
+TINY_ENCODER_CONFIG = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+}
+
+
+def build_tiny_model(seed: int = 0) -> MultiTaskReviewModel:
+    torch.manual_seed(seed)
+    encoder, hidden = encoder_from_config(dict(TINY_ENCODER_CONFIG))
+    heads = HeadConfig(sentiment_hidden=16, rating_hidden=8, aspect_hidden=16, dropout=0.1)
+    return MultiTaskReviewModel(encoder, hidden, heads).eval()
+
+
+def build_tiny_artifact(out_dir: Path, seed: int = 0, max_length: int = 64) -> Path:
+    """Write a complete artifact with random weights into ``out_dir`` and return it."""
+    out_dir = Path(out_dir)
+    model = build_tiny_model(seed)
+    save_model_files(model, default_encoder(), out_dir)
+    write_config(
+        out_dir,
+        {
+            "model_name": "reviews-mtl-tiny",
+            "model_version": f"tiny-{seed}",
+            "preset": "tiny",
+            "encoder": "random-bert-tiny",
+            "encoder_config": encoder_config_dict(model),
+            "pooling": "mean",
+            "max_length": max_length,
+            "sentiment_labels": list(SENTIMENT_LABELS),
+            "aspect_names": list(ASPECT_NAMES),
+            "aspect_thresholds": dict.fromkeys(ASPECT_NAMES, 0.5),
+            "heads": model.heads.to_dict(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+    (out_dir / METRICS_FILE).write_text(json.dumps({"note": "random weights"}) + "\n", encoding="utf-8")
+    (out_dir / MODEL_CARD_FILE).write_text("# reviews-mtl tiny\n\nRandom weights, for tests only.\n")
+    return out_dir
