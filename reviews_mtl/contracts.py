@@ -7,6 +7,7 @@ reason, so a poison message is a value that the worker routes to the dead-letter
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ class DecodeReason(str, Enum):
     TEXT_TOO_LONG = "text_too_long"
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     INVALID_FIELD = "invalid_field"
+    # Found by the worker, not the decoder: the review_id was already counted for this product.
+    DUPLICATE_REVIEW_ID = "duplicate_review_id"
 
 
 class Review(BaseModel):
@@ -132,6 +135,7 @@ class DecodeFailure:
 
 # Reasons found before there is an object to validate; the rest break the contract itself.
 _BYTE_LEVEL_REASONS = frozenset({DecodeReason.EMPTY_VALUE, DecodeReason.INVALID_UTF8, DecodeReason.INVALID_JSON})
+
 _REQUIRED = ("review_id", "product_id", "text")
 
 
@@ -139,10 +143,9 @@ def _timestamp_to_epoch(obj: dict[str, Any]) -> None:
     """Accept ISO-8601 strings for ``timestamp`` as a convenience; store epoch seconds."""
     ts = obj.get("timestamp")
     if isinstance(ts, str):
-        try:
+        # An unparseable string stays as it is: validation then reports it as a wrong type.
+        with contextlib.suppress(ValueError):
             obj["timestamp"] = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass  # left as a string: validation reports it as a wrong type
     elif isinstance(ts, int) and not isinstance(ts, bool):
         obj["timestamp"] = float(ts)
 

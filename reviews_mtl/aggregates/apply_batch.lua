@@ -3,26 +3,37 @@
 -- below it are skipped, so a batch replayed after a crash or a rebalance changes nothing.
 --
 -- ARGV[1]: key prefix. ARGV[2]: JSON list of partitions:
---   {"topic": str, "partition": int, "records": [{"o": offset, "p": product_id, "s": sentiment,
---    "r": rating, "a": [aspect, ...], "t": epoch seconds}], "dead": [offset, ...], "inflight": str}
--- Returns {applied, skipped, dead_letters}.
+--   {"topic": str, "partition": int, "records": [{"o": offset, "i": review_id, "p": product_id,
+--    "s": sentiment, "r": rating, "a": [aspect, ...], "t": epoch seconds}], "dead": [offset, ...],
+--    "inflight": str (JSON object offset -> enriched record)}
+-- A review_id already counted for its product is a duplicate: not counted again, and its offset is
+-- returned so the worker dead-letters it.
+-- Returns {applied, skipped, dead_letters, JSON {"topic:partition": [duplicate offset, ...]}}.
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 local wm_key = prefix .. ':watermarks'
 local totals_key = prefix .. ':totals'
 local applied, skipped, dead = 0, 0, 0
 local touched = {}
+local dups_json = {}
 
 for _, part in ipairs(batch) do
   local field = part.topic .. ':' .. string.format('%d', part.partition)
   local wm = tonumber(redis.call('HGET', wm_key, field) or '-1')
   local high = wm
   local any_new = false
+  local dups = {}
   for _, r in ipairs(part.records) do
     if r.o > wm then
       any_new = true
-      applied = applied + 1
       if r.o > high then high = r.o end
+    end
+    if r.o <= wm then
+      skipped = skipped + 1
+    elseif redis.call('SADD', prefix .. ':seen:' .. r.p, r.i) == 0 then
+      dups[#dups + 1] = string.format('%d', r.o)
+    else
+      applied = applied + 1
       local key = prefix .. ':product:' .. r.p
       redis.call('HINCRBY', key, 'review_count', 1)
       redis.call('HINCRBY', key, 'sentiment:' .. r.s, 1)
@@ -41,10 +52,10 @@ for _, part in ipairs(batch) do
       if not seen[1] or r.t < tonumber(seen[1]) then redis.call('HSET', key, 'first_seen', r.t) end
       if not seen[2] or r.t > tonumber(seen[2]) then redis.call('HSET', key, 'last_seen', r.t) end
       touched[r.p] = true
-    else
-      skipped = skipped + 1
     end
   end
+  local dup_list = '[' .. table.concat(dups, ',') .. ']'
+  if #dups > 0 then dups_json[#dups_json + 1] = cjson.encode(field) .. ':' .. dup_list end
   local part_dead = 0
   for _, o in ipairs(part.dead) do
     if o > wm then
@@ -58,7 +69,7 @@ for _, part in ipairs(batch) do
   -- Keep what this batch produced, so a replay publishes exactly what was counted here.
   if any_new then
     redis.call('SET', prefix .. ':inflight:' .. part.topic .. ':' .. string.format('%d', part.partition),
-      part.inflight)
+      '{"duplicates":' .. dup_list .. ',"records":' .. part.inflight .. '}')
   end
 end
 
@@ -72,4 +83,4 @@ for pid, _ in pairs(touched) do
   redis.call('ZADD', prefix .. ':rank:rating_mean', tonumber(v[4]) / n, pid)
 end
 
-return {applied, skipped, dead}
+return {applied, skipped, dead, '{' .. table.concat(dups_json, ',') .. '}'}

@@ -15,9 +15,12 @@ key                                type    content
 ``P:rank:rating_mean``             zset    product → mean predicted rating
 ``P:rank:aspect:{name}``           zset    product → mentions of the aspect
 ``P:rank:complaints:{name}``       zset    product → mentions of the aspect in negative reviews
+``P:seen:{product_id}``            set     review ids counted for the product (a repeated review_id is a
+                                           duplicate: dead-lettered, never counted twice)
 ``P:watermarks``                   hash    ``{topic}:{partition}`` → highest input offset already applied
-``P:inflight:{topic}:{partition}`` string  the enriched records of the last applied batch of that partition
-                                           (JSON ``{offset: record}``), reused when the batch is replayed
+``P:inflight:{topic}:{partition}`` string  the last applied batch of that partition: JSON
+                                           ``{"records": {offset: enriched record}, "duplicates": [offset]}``,
+                                           reused when the batch is replayed so Kafka gets what Redis counted
 ``P:totals``                       hash    ``reviews``, ``dead_letters``, ``sentiment:{label}`` over all products
 =================================  ======  =====================================================================
 

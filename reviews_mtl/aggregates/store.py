@@ -27,6 +27,7 @@ class AppliedRecord:
     """What one enriched review adds to its product's aggregates."""
 
     offset: int
+    review_id: str
     product_id: str
     sentiment: str
     rating: float
@@ -50,8 +51,8 @@ class PartitionBatch:
             "topic": self.topic,
             "partition": self.partition,
             "records": [
-                {"o": r.offset, "p": r.product_id, "s": r.sentiment, "r": r.rating, "a": list(r.aspects),
-                 "t": r.seen_at}
+                {"o": r.offset, "i": r.review_id, "p": r.product_id, "s": r.sentiment, "r": r.rating,
+                 "a": list(r.aspects), "t": r.seen_at}
                 for r in self.records
             ],
             "dead": self.dead_offsets,
@@ -63,6 +64,16 @@ class ApplyResult(NamedTuple):
     applied: int
     skipped: int
     dead_letters: int
+    # Offsets whose review_id was already counted for the product, by (topic, partition).
+    duplicates: dict[tuple[str, int], list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Inflight:
+    """The last applied batch of one partition: what was published, and which offsets were duplicates."""
+
+    records: dict[int, dict[str, Any]]
+    duplicates: frozenset[int]
 
 
 class ProductAggregate(BaseModel):
@@ -117,9 +128,13 @@ class AggregateStore:
         """Apply a micro-batch atomically; records at or below a partition's watermark are skipped."""
         payload = [p.payload() for p in parts if p.records or p.dead_offsets]
         if not payload:
-            return ApplyResult(0, 0, 0)
-        applied, skipped, dead = cast(list[int], self._apply(args=[self.prefix, json.dumps(payload)]))
-        return ApplyResult(int(applied), int(skipped), int(dead))
+            return ApplyResult(0, 0, 0, {})
+        applied, skipped, dead, dups = cast(list[Any], self._apply(args=[self.prefix, json.dumps(payload)]))
+        duplicates: dict[tuple[str, int], list[int]] = {}
+        for field_name, offsets in json.loads(dups).items():
+            topic, _, partition = field_name.rpartition(":")
+            duplicates[(topic, int(partition))] = [int(o) for o in offsets]
+        return ApplyResult(int(applied), int(skipped), int(dead), duplicates)
 
     def watermarks(self) -> dict[tuple[str, int], int]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.watermarks_key(self.prefix)))
@@ -129,12 +144,21 @@ class AggregateStore:
             out[(topic, int(partition))] = int(v)
         return out
 
-    def inflight(self, topic: str, partition: int) -> dict[int, dict[str, Any]]:
-        """The enriched records of the last batch applied for a partition, by offset."""
+    def watermarks_for(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Highest applied offset of each partition (-1 when none), in one round trip."""
+        if not partitions:
+            return {}
+        fields = [keys.partition_field(t, p) for t, p in partitions]
+        values = cast(list[bytes | None], self.client.hmget(keys.watermarks_key(self.prefix), fields))
+        return {tp: int(v) if v is not None else -1 for tp, v in zip(partitions, values, strict=True)}
+
+    def inflight(self, topic: str, partition: int) -> Inflight:
+        """The last batch applied for a partition, reused when that batch is replayed."""
         raw = cast(bytes | None, self.client.get(keys.inflight_key(self.prefix, topic, partition)))
         if not raw:
-            return {}
-        return {int(o): rec for o, rec in json.loads(raw).items()}
+            return Inflight({}, frozenset())
+        doc = json.loads(raw)
+        return Inflight({int(o): rec for o, rec in doc["records"].items()}, frozenset(doc["duplicates"]))
 
     # -- read side ----------------------------------------------------------------------------------
 
@@ -155,7 +179,8 @@ class AggregateStore:
         return self._many([i.decode() for i in ids])
 
     def product_count(self) -> int:
-        return int(cast(int, self.client.zcard(keys.rank_key(self.prefix, "review_count"))))
+        count: Any = self.client.zcard(keys.rank_key(self.prefix, "review_count"))
+        return int(count)
 
     def totals(self) -> dict[str, int]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.totals_key(self.prefix)))

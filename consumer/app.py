@@ -1,0 +1,117 @@
+"""Assemble one worker process from settings: model, Redis, Kafka clients, metrics and probes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+
+from consumer.http import serve
+from consumer.metrics import WorkerMetrics
+from consumer.output import KafkaOutput
+from consumer.processing import BatchProcessor, Predictor
+from consumer.worker import Worker, WorkerOptions
+from reviews_mtl.aggregates.store import AggregateStore
+from reviews_mtl.kafka import make_consumer, make_producer
+from reviews_mtl.settings import (
+    ConsumerSettings,
+    KafkaSettings,
+    ProducerSettings,
+    RedisSettings,
+    TopicSettings,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerProcess:
+    worker: Worker
+    http: ThreadingHTTPServer | None
+    registry: CollectorRegistry
+
+
+def transactional_id(settings: ConsumerSettings, replica: int | None) -> str:
+    """Unique per live process. Zombies are fenced by the consumer group generation (KIP-447), so the
+    id need not follow partitions; a stable replica index still makes restarts fence their predecessor."""
+    host = socket.gethostname()
+    suffix = f"r{replica}" if replica is not None else f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return f"{settings.transactional_id_prefix}-{settings.group_id}-{host}-{suffix}"
+
+
+def load_model(settings: ConsumerSettings) -> Predictor:
+    from reviews_mtl.model.runtime import load_predictor
+
+    return load_predictor(settings.model_dir, runtime=settings.runtime,
+                          intra_op_threads=settings.intra_op_threads)
+
+
+def build_worker(
+    settings: ConsumerSettings,
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    redis_settings: RedisSettings,
+    *,
+    predictor: Predictor | None = None,
+    replica: int | None = None,
+    registry: CollectorRegistry | None = None,
+) -> WorkerProcess:
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    predictor = predictor if predictor is not None else load_model(settings)
+    store = AggregateStore.from_settings(redis_settings)
+
+    def on_stats(stats_json: str) -> None:
+        metrics.observe_stats(stats_json, topics.input)
+
+    consumer = make_consumer(
+        kafka,
+        settings.group_id,
+        **{
+            "partition.assignment.strategy": "cooperative-sticky",
+            "auto.offset.reset": settings.auto_offset_reset,
+            "session.timeout.ms": settings.session_timeout_ms,
+            "max.poll.interval.ms": settings.max_poll_interval_ms,
+            # Producers may write reviews transactionally too: never read aborted ones.
+            "isolation.level": "read_committed",
+            "statistics.interval.ms": 5000,
+            "stats_cb": on_stats,
+        },
+    )
+    extra: dict[str, object] = {"transactional.id": transactional_id(settings, replica)} \
+        if settings.transactions else {}
+    producer = make_producer(kafka, ProducerSettings(linger_ms=2), **extra)
+    output = KafkaOutput(producer, consumer, enriched_topic=topics.enriched, dlq_topic=topics.dlq,
+                         transactional=settings.transactions)
+    options = WorkerOptions(
+        input_topic=topics.input,
+        batch_max_records=settings.batch_max_records,
+        batch_max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        drain_timeout_s=settings.drain_timeout_s,
+    )
+    worker = Worker(consumer, output, BatchProcessor(predictor, store), metrics, options)
+
+    stall_s = settings.max_poll_interval_ms / 1000.0
+
+    def healthz() -> tuple[bool, str]:
+        idle = worker.clock() - worker.heartbeat
+        return idle < stall_s, f"last loop {idle:.1f}s ago"
+
+    def readyz() -> tuple[bool, str]:
+        if not worker.started:
+            return False, "starting"
+        if worker.degraded_reason is not None:
+            return False, worker.degraded_reason
+        return True, f"{len(worker.assigned)} partitions assigned"
+
+    http = None
+    if settings.metrics_port or replica is not None:
+        port = settings.metrics_port + (replica or 0) if settings.metrics_port else 0
+        http = serve(registry, port, healthz, readyz)
+        log.info("metrics on :%d/metrics", http.server_port)
+    return WorkerProcess(worker, http, registry)

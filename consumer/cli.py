@@ -1,0 +1,126 @@
+"""``reviews-mtl consume`` (also ``python -m consumer``): run the worker, or N of them with ``--replicas``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# CLI flag → (settings class key, field). Flags left out fall back to the environment, then defaults.
+_CONSUMER_FLAGS = {
+    "model": "model_dir",
+    "runtime": "runtime",
+    "group_id": "group_id",
+    "batch_max_records": "batch_max_records",
+    "batch_max_wait_ms": "batch_max_wait_ms",
+    "metrics_port": "metrics_port",
+    "replicas": "replicas",
+    "threads": "intra_op_threads",
+    "drain_timeout_s": "drain_timeout_s",
+}
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "consume", help="run the streaming worker (consumer group)",
+        description="Consume reviews in micro-batches, enrich them with the model, publish to the enriched "
+        "topic and update Redis aggregates, effectively once. Every option is also an environment variable "
+        "(REVIEWS_CONSUMER_*, KAFKA_*, REDIS_*, REVIEWS_TOPIC_*).",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from reviews_mtl.cli import add_kafka_args, add_redis_args
+
+    add_kafka_args(p)
+    add_redis_args(p)
+    p.add_argument("--model", help="model artifact directory (env REVIEWS_CONSUMER_MODEL_DIR)")
+    p.add_argument("--runtime", choices=["auto", "onnx-int8", "onnx-fp32", "torch"],
+                   help="model runtime (env REVIEWS_CONSUMER_RUNTIME; default auto: torch on CUDA, else int8)")
+    p.add_argument("--replicas", type=int, help="worker processes in this group (env REVIEWS_CONSUMER_REPLICAS)")
+    p.add_argument("--group-id", help="consumer group (env REVIEWS_CONSUMER_GROUP_ID, default reviews-mtl)")
+    p.add_argument("--batch-max-records", type=int, help="env REVIEWS_CONSUMER_BATCH_MAX_RECORDS (default 256)")
+    p.add_argument("--batch-max-wait-ms", type=int, help="env REVIEWS_CONSUMER_BATCH_MAX_WAIT_MS (default 200)")
+    p.add_argument("--metrics-port", type=int,
+                   help="Prometheus/health port, replica i uses port+i, 0 = off (env REVIEWS_CONSUMER_METRICS_PORT)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per worker, 0 = cores/replicas")
+    p.add_argument("--drain-timeout-s", type=float, help="bound on the SIGTERM drain (default 20)")
+    p.add_argument("--no-transactions", action="store_true",
+                   help="at-least-once output instead of one transaction per batch (REVIEWS_CONSUMER_TRANSACTIONS)")
+    p.add_argument("--input-topic", help="env REVIEWS_TOPIC_INPUT (default reviews)")
+    p.add_argument("--replica-index", type=int, help=argparse.SUPPRESS)
+
+
+def _settings(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    from reviews_mtl.settings import ConsumerSettings, KafkaSettings, RedisSettings, TopicSettings
+
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag) for flag, field in _CONSUMER_FLAGS.items() if getattr(args, flag) is not None
+    }
+    if args.no_transactions:
+        overrides["transactions"] = False
+    consumer = ConsumerSettings(**overrides)
+    kafka = KafkaSettings(**({"bootstrap_servers": args.bootstrap_servers} if args.bootstrap_servers else {}))
+    redis = RedisSettings(**({"url": args.redis_url} if args.redis_url else {}))
+    topics = TopicSettings(**({"input": args.input_topic} if args.input_topic else {}))
+    return consumer, kafka, redis, topics
+
+
+def run(args: argparse.Namespace) -> int:
+    consumer, kafka, redis, topics = _settings(args)
+    if consumer.replicas > 1 and args.replica_index is None:
+        from consumer.supervisor import Supervisor
+
+        return Supervisor(child_arguments(args), consumer.replicas, consumer.drain_timeout_s).run()
+    if consumer.intra_op_threads == 0 and consumer.replicas > 1:
+        threads = max(1, (os.cpu_count() or 1) // consumer.replicas)
+        consumer = consumer.model_copy(update={"intra_op_threads": threads})
+    return run_one(consumer, kafka, redis, topics, args.replica_index)
+
+
+def child_arguments(args: argparse.Namespace) -> list[str]:
+    """The flags given to this command, for ``python -m consumer`` replicas (which also inherit env)."""
+    argv: list[str] = []
+    for name in ("bootstrap_servers", "redis_url", "input_topic", *_CONSUMER_FLAGS):
+        value = getattr(args, name)
+        if value is not None and name != "replicas":
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    if args.no_transactions:
+        argv.append("--no-transactions")
+    # Each child is one replica of the group; threads are split between them unless set.
+    replicas = args.replicas or 1
+    if args.threads is None:
+        argv += ["--threads", str(max(1, (os.cpu_count() or 1) // max(1, replicas)))]
+    return argv
+
+
+def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | None) -> int:
+    from consumer.app import build_worker
+
+    process = build_worker(consumer, kafka, topics, redis, replica=replica)
+    worker = process.worker
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if worker.stopping:
+            return
+        log.info("signal %d: draining (at most %.0fs)", signum, consumer.drain_timeout_s)
+        worker.request_stop()
+        # The bound on the drain: past it, exit without committing; the batch is replayed elsewhere.
+        timer = threading.Timer(consumer.drain_timeout_s, lambda: os._exit(3))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run()
+    if process.http is not None:
+        process.http.shutdown()
+    return 0

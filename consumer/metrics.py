@@ -1,0 +1,71 @@
+"""The worker's Prometheus metrics, as one typed bundle built against an injected registry."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Seconds: inference of one micro-batch runs from a few ms (GPU) to ~2 s (a full batch on 2 CPU cores).
+_INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    consumed: Counter
+    enriched: Counter
+    dead_letters: Counter
+    replayed: Counter
+    batches: Counter
+    batch_size: Histogram
+    inference_seconds: Histogram
+    batch_seconds: Histogram
+    end_to_end_seconds: Histogram
+    lag: Gauge
+    assigned_partitions: Gauge
+    redis_errors: Counter
+    commit_errors: Counter
+    aborted_transactions: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, namespace: str = "reviews_mtl") -> WorkerMetrics:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, labels, namespace=namespace, registry=registry)
+
+        return cls(
+            consumed=counter("consumed_messages", "Messages consumed from the input topic"),
+            enriched=counter("enriched_reviews", "Enriched records committed to the output topic"),
+            dead_letters=counter("dead_letters", "Messages sent to the dead-letter topic", ("reason",)),
+            replayed=counter("replayed_reviews", "Reviews re-published from Redis after a replay"),
+            batches=counter("batches", "Micro-batches committed"),
+            batch_size=Histogram("batch_size_messages", "Messages per micro-batch", namespace=namespace,
+                                 registry=registry, buckets=_BATCH_BUCKETS),
+            inference_seconds=Histogram("inference_seconds", "Tokenize + model time per micro-batch",
+                                        namespace=namespace, registry=registry, buckets=_INFERENCE_BUCKETS),
+            batch_seconds=Histogram("batch_seconds", "Wall time to process and commit one micro-batch",
+                                    namespace=namespace, registry=registry, buckets=_INFERENCE_BUCKETS),
+            end_to_end_seconds=Histogram(
+                "end_to_end_latency_seconds", "From the review's timestamp to its enriched record committed",
+                namespace=namespace, registry=registry, buckets=_LATENCY_BUCKETS),
+            lag=Gauge("consumer_lag_messages", "Messages behind the end of the partition",
+                      ("topic", "partition"), namespace=namespace, registry=registry),
+            assigned_partitions=Gauge("assigned_partitions", "Input partitions assigned to this worker",
+                                      namespace=namespace, registry=registry),
+            redis_errors=counter("redis_errors", "Failed Redis aggregate updates (retried)"),
+            commit_errors=counter("commit_errors", "Failed Kafka commits or transactions (retried)"),
+            aborted_transactions=counter("aborted_transactions", "Kafka transactions aborted and replayed"),
+        )
+
+    def observe_stats(self, stats_json: str, topic: str) -> None:
+        """Update lag gauges from librdkafka's statistics callback (JSON document)."""
+        stats = json.loads(stats_json)
+        partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+        for pid, p in partitions.items():
+            if pid == "-1":
+                continue
+            lag = p.get("consumer_lag", -1)
+            if lag >= 0:
+                self.lag.labels(topic, pid).set(lag)

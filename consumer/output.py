@@ -1,0 +1,135 @@
+"""Publish one processed batch and commit its input offsets.
+
+Transactional (default): enriched records, dead letters and the consumed offsets go out in ONE Kafka
+transaction, so a reader with ``isolation.level=read_committed`` sees each batch once or not at all.
+Non-transactional: produce, wait for every delivery report, then commit offsets synchronously: at least
+once, and a replay may repeat records on the output topic (each carries ``review_id`` for dedupe).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from consumer.processing import BatchOutput, OutRecord
+
+log = logging.getLogger(__name__)
+
+
+class OutputError(Exception):
+    """Publishing a batch failed; ``abort`` says the batch must be processed again from its first offsets."""
+
+    def __init__(self, message: str, *, abort: bool, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.abort = abort
+        self.fatal = fatal
+
+
+def _classify(exc: KafkaException, step: str) -> OutputError:
+    err: KafkaError = exc.args[0]
+    fatal = bool(err.fatal())
+    abort = fatal or bool(err.txn_requires_abort()) or not bool(err.retriable())
+    return OutputError(f"{step}: {err.str()}", abort=abort, fatal=fatal)
+
+
+class KafkaOutput:
+    def __init__(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        *,
+        enriched_topic: str,
+        dlq_topic: str,
+        transactional: bool,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.producer = producer
+        self.consumer = consumer
+        self.enriched_topic = enriched_topic
+        self.dlq_topic = dlq_topic
+        self.transactional = transactional
+        self.timeout_s = timeout_s
+        self._delivery_errors: list[str] = []
+        self._in_transaction = False
+
+    def start(self) -> None:
+        if self.transactional:
+            self.producer.init_transactions(self.timeout_s)
+
+    def publish(self, out: BatchOutput) -> None:
+        """Publish and commit; raises :class:`OutputError` (retriable unless ``abort``)."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(out.next_offsets.items())]
+        if self.transactional:
+            self._publish_transaction(out, offsets)
+        else:
+            self._publish_then_commit(out, offsets)
+
+    def abort(self) -> None:
+        """Abort an open transaction (after a failure that requires it); idempotent."""
+        if self.transactional and self._in_transaction:
+            try:
+                self.producer.abort_transaction(self.timeout_s)
+            except KafkaException as exc:
+                raise _classify(exc, "abort_transaction") from exc
+            finally:
+                self._in_transaction = False
+
+    def close(self) -> None:
+        if self._in_transaction:
+            try:
+                self.abort()
+            except OutputError as exc:
+                log.warning("could not abort the open transaction on close: %s", exc)
+        self.producer.flush(self.timeout_s)
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _produce_all(self, out: BatchOutput) -> None:
+        for topic, records in ((self.enriched_topic, out.enriched), (self.dlq_topic, out.dead_letters)):
+            for rec in records:
+                self._produce(topic, rec)
+
+    def _produce(self, topic: str, rec: OutRecord) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=rec.value, key=rec.key, headers=rec.headers,
+                                      on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let deliveries drain
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _publish_transaction(self, out: BatchOutput, offsets: list[TopicPartition]) -> None:
+        if not self._in_transaction:
+            try:
+                self.producer.begin_transaction()
+                self._in_transaction = True
+                self._produce_all(out)
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), self.timeout_s)
+            except KafkaException as exc:
+                failure = _classify(exc, "transaction")
+                failure.abort = True  # half-built: only a fresh transaction is safe
+                raise failure from exc
+        try:
+            # A retriable commit failure leaves the transaction open: the next call commits it again.
+            self.producer.commit_transaction(self.timeout_s)
+            self._in_transaction = False
+        except KafkaException as exc:
+            raise _classify(exc, "commit_transaction") from exc
+
+    def _publish_then_commit(self, out: BatchOutput, offsets: list[TopicPartition]) -> None:
+        self._delivery_errors.clear()
+        self._produce_all(out)
+        remaining = self.producer.flush(self.timeout_s)
+        if remaining or self._delivery_errors:
+            detail = self._delivery_errors[:3] or [f"{remaining} messages not delivered in time"]
+            raise OutputError(f"delivery failed: {'; '.join(detail)}", abort=True)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise _classify(exc, "commit") from exc

@@ -1,0 +1,224 @@
+"""Turn one micro-batch of messages into what goes out: enriched records, dead letters, Redis updates.
+
+Pure logic over injected collaborators (a predictor and the aggregate store), so it is unit-testable
+without a broker. Records at or below a partition's Redis watermark were already counted by an earlier
+attempt: they are re-published from Redis's copy instead of being predicted again, so the output topic
+always carries exactly what the aggregates counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, Inflight, PartitionBatch
+from reviews_mtl.contracts import (
+    DeadLetter,
+    DecodeFailure,
+    DecodeReason,
+    EnrichedRecord,
+    Prediction,
+    Review,
+    SourceCoordinates,
+    decode_review,
+)
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+class Predictor(Protocol):
+    """The model runtime as the worker sees it (see ``reviews_mtl.model.runtime``)."""
+
+    model_name: str
+    model_version: str
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
+
+
+class AggregateSink(Protocol):
+    """The part of ``AggregateStore`` the worker writes through."""
+
+    def watermarks_for(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def inflight(self, topic: str, partition: int) -> Inflight: ...
+
+    def apply_batch(self, parts: Sequence[PartitionBatch]) -> ApplyResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InMessage:
+    """The parts of a consumed Kafka message the worker uses."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]] | None = None
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    """Everything one batch produces; ``next_offsets`` is what to commit per partition."""
+
+    enriched: list[OutRecord] = field(default_factory=list)
+    dead_letters: list[OutRecord] = field(default_factory=list)
+    dead_letter_reasons: list[str] = field(default_factory=list)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    event_times: list[float] = field(default_factory=list)
+    replayed: int = 0
+    inference_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Valid:
+    msg: InMessage
+    review: Review
+    record: EnrichedRecord | None = None
+    payload: bytes | None = None  # the enriched record as published
+    replayed: bool = False
+
+
+def _dead_letter(msg: InMessage, failure: DecodeFailure) -> OutRecord:
+    dl = DeadLetter.from_failure(failure, msg.topic, msg.partition, msg.offset)
+    return OutRecord(msg.key, msg.value, list(dl.headers()))
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        predictor: Predictor,
+        store: AggregateSink,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.predictor = predictor
+        self.store = store
+        self.clock = clock
+
+    def process(self, messages: Sequence[InMessage]) -> BatchOutput:
+        """Decode, predict, apply to Redis (atomically, idempotently) and return what to publish.
+
+        Raises ``redis.RedisError`` when Redis is unreachable: nothing is then applied and the caller
+        retries the same batch.
+        """
+        out = BatchOutput()
+        valid: list[_Valid] = []
+        failures: list[tuple[InMessage, DecodeFailure]] = []
+        for msg in messages:
+            out.next_offsets[(msg.topic, msg.partition)] = msg.offset + 1
+            decoded = decode_review(msg.value)
+            if isinstance(decoded, DecodeFailure):
+                failures.append((msg, decoded))
+            else:
+                valid.append(_Valid(msg, decoded))
+
+        watermarks = self.store.watermarks_for(sorted(out.next_offsets))
+        inflight = self._reuse_applied(valid, watermarks)
+        self._predict(valid, out)
+
+        parts: dict[TopicPartition, PartitionBatch] = {}
+        for v in valid:
+            tp = (v.msg.topic, v.msg.partition)
+            part = parts.setdefault(tp, PartitionBatch(*tp))
+            rec = v.record
+            if rec is None:
+                continue  # replayed: already counted, the script would skip it anyway
+            v.payload = rec.to_bytes()
+            part.records.append(AppliedRecord(
+                offset=v.msg.offset,
+                review_id=rec.review_id,
+                product_id=rec.product_id,
+                sentiment=rec.sentiment.label,
+                rating=rec.rating,
+                aspects=rec.aspects_detected,
+                seen_at=rec.timestamp if rec.timestamp is not None else rec.processed_at,
+                enriched=v.payload,
+            ))
+        for msg, _ in failures:
+            parts.setdefault((msg.topic, msg.partition), PartitionBatch(msg.topic, msg.partition)) \
+                .dead_offsets.append(msg.offset)
+        result = self.store.apply_batch(list(parts.values()))
+
+        duplicates = {tp: set(offsets) for tp, offsets in result.duplicates.items()}
+        for tp, inf in inflight.items():
+            duplicates.setdefault(tp, set()).update(inf.duplicates)
+        for v in valid:
+            tp = (v.msg.topic, v.msg.partition)
+            if v.msg.offset in duplicates.get(tp, ()):
+                failures.append((v.msg, DecodeFailure(
+                    DecodeReason.DUPLICATE_REVIEW_ID,
+                    f"review_id {v.review.review_id!r} was already counted for product {v.review.product_id!r}",
+                    v.msg.value,
+                )))
+                continue
+            out.enriched.append(OutRecord(v.review.product_id.encode("utf-8"), v.payload))
+            if v.review.timestamp is not None:
+                out.event_times.append(v.review.timestamp)
+        for msg, failure in failures:
+            out.dead_letters.append(_dead_letter(msg, failure))
+            out.dead_letter_reasons.append(failure.reason.value)
+        return out
+
+    def _reuse_applied(
+        self, valid: list[_Valid], watermarks: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, Inflight]:
+        """Take the records of already-applied offsets from Redis instead of predicting them again."""
+        inflight: dict[TopicPartition, Inflight] = {}
+        for v in valid:
+            tp = (v.msg.topic, v.msg.partition)
+            if v.msg.offset > watermarks.get(tp, -1):
+                continue
+            if tp not in inflight:
+                inflight[tp] = self.store.inflight(*tp)
+            stored = inflight[tp].records.get(v.msg.offset)
+            if stored is not None:
+                v.payload = json.dumps(stored, separators=(",", ":")).encode("utf-8")
+                v.replayed = True
+            else:
+                # Older than the last applied batch: it was committed, so the broker redelivered it only
+                # after an offset reset. Publish a fresh prediction; the aggregates already hold it.
+                log.warning("offset %s of %s:%s is below the watermark and not in flight", v.msg.offset, *tp)
+        return inflight
+
+    def _predict(self, valid: list[_Valid], out: BatchOutput) -> None:
+        todo = [v for v in valid if not v.replayed]
+        out.replayed = len(valid) - len(todo)
+        if not todo:
+            return
+        started = time.perf_counter()
+        predictions = self.predictor.predict([v.review.model_text() for v in todo])
+        out.inference_s = time.perf_counter() - started
+        now = self.clock()
+        per_review_ms = 1000.0 * out.inference_s / len(todo)
+        for v, pred in zip(todo, predictions, strict=True):
+            r = v.review
+            v.record = EnrichedRecord.model_construct(
+                schema_version=1,
+                review_id=r.review_id,
+                product_id=r.product_id,
+                true_rating=r.rating,
+                category=r.category,
+                timestamp=r.timestamp,
+                sentiment=pred.sentiment,
+                rating=pred.rating,
+                aspects=pred.aspects,
+                aspects_detected=pred.aspects_detected,
+                model_name=self.predictor.model_name,
+                model_version=self.predictor.model_version,
+                processed_at=now,
+                processing_ms=per_review_ms,
+                source=SourceCoordinates.model_construct(topic=v.msg.topic, partition=v.msg.partition,
+                                                         offset=v.msg.offset),
+            )

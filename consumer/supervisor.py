@@ -1,0 +1,66 @@
+"""Run N worker processes in one consumer group and keep them running.
+
+A worker that dies unexpectedly (a crash, SIGKILL) is restarted after a short backoff; SIGTERM or
+SIGINT is forwarded to every worker, which drains and exits. Running the ``consume`` command N times
+gives the same group; this is only a convenience for one machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_S = 1.0
+
+
+class Supervisor:
+    def __init__(self, child_argv: Sequence[str], replicas: int, drain_timeout_s: float) -> None:
+        self.child_argv = list(child_argv)
+        self.replicas = replicas
+        self.drain_timeout_s = drain_timeout_s
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def _spawn(self, index: int) -> None:
+        argv = [sys.executable, "-m", "consumer", *self.child_argv, "--replica-index", str(index)]
+        self.children[index] = subprocess.Popen(argv)
+        log.info("replica %d started (pid %d)", index, self.children[index].pid)
+
+    def _forward(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._forward)
+        signal.signal(signal.SIGINT, self._forward)
+        for i in range(self.replicas):
+            self._spawn(i)
+        while not self.stopping:
+            time.sleep(0.2)
+            for index, child in list(self.children.items()):
+                code = child.poll()
+                if code is not None and not self.stopping:
+                    log.warning("replica %d exited with %d; restarting", index, code)
+                    time.sleep(RESTART_BACKOFF_S)
+                    if not self.stopping:
+                        self._spawn(index)
+        deadline = time.monotonic() + self.drain_timeout_s + 5.0
+        worst = 0
+        for index, child in self.children.items():
+            try:
+                code = child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("replica %d did not drain in time; killing it", index)
+                child.kill()
+                code = child.wait()
+            worst = worst or code
+        return worst

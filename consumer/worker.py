@@ -1,0 +1,248 @@
+"""The worker loop: consume a micro-batch, process it, apply it to Redis, publish it, commit. Repeat.
+
+Per batch, in order:
+  1. collect up to ``batch_max_records`` messages or ``batch_max_wait_ms`` (``MicroBatcher``);
+  2. drop messages of partitions revoked meanwhile (their new owner re-reads them);
+  3. decode, predict, and apply the aggregates to Redis in one idempotent script (``BatchProcessor``);
+  4. publish enriched records + dead letters and commit the offsets (one transaction, ``KafkaOutput``);
+  5. on an aborted transaction, seek back to the batch's first offsets: the replay re-publishes from
+     Redis's copy and counts nothing twice.
+While Redis or the broker is down the worker pauses its partitions and keeps polling (so the group keeps
+it and callbacks run) with capped exponential backoff; it never commits past unapplied work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from consumer.batcher import MicroBatcher
+from consumer.metrics import WorkerMetrics
+from consumer.output import KafkaOutput, OutputError
+from consumer.processing import BatchOutput, BatchProcessor, InMessage
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    input_topic: str
+    batch_max_records: int
+    batch_max_wait_s: float
+    drain_timeout_s: float
+
+
+class Worker:
+    def __init__(
+        self,
+        consumer: Consumer,
+        output: KafkaOutput,
+        processor: BatchProcessor,
+        metrics: WorkerMetrics,
+        options: WorkerOptions,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.consumer = consumer
+        self.output = output
+        self.processor = processor
+        self.metrics = metrics
+        self.options = options
+        self.clock = clock
+        self.batcher = MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock)
+        self.assigned: set[tuple[str, int]] = set()
+        self._stop = threading.Event()
+        self.heartbeat = clock()
+        self.degraded_reason: str | None = None
+        self.started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, then leave the group (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        self.output.start()
+        self.consumer.subscribe(
+            [self.options.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.started = True
+        log.info("worker started on %s", self.options.input_topic)
+        try:
+            while not self.stopping:
+                self.heartbeat = self.clock()
+                messages = self._collect()
+                if messages:
+                    self._handle(messages)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        # Everything processed is committed batch by batch, so leaving the group commits nothing new.
+        try:
+            self.output.close()
+        finally:
+            self.consumer.close()
+        log.info("worker stopped")
+
+    # -- rebalance callbacks (run inside consume/poll) -------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned.update((p.topic, p.partition) for p in partitions)
+        self.metrics.assigned_partitions.set(len(self.assigned))
+        log.info("assigned %s", _fmt(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Batches are committed before the next poll, so nothing done is uncommitted here; messages of
+        # these partitions still in hand are dropped by _collect and re-read by the new owner.
+        self._forget(partitions)
+        log.info("revoked %s", _fmt(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost, not revoked: another member may already own them, so commit nothing.
+        self._forget(partitions)
+        log.warning("lost %s", _fmt(partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self.assigned.discard((p.topic, p.partition))
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(p.topic, str(p.partition))
+        self.metrics.assigned_partitions.set(len(self.assigned))
+
+    # -- the batch ----------------------------------------------------------------------------------
+
+    def _collect(self) -> list[InMessage]:
+        raw = self.batcher.next_batch()
+        out: list[InMessage] = []
+        for m in raw:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err.str())
+                continue
+            topic, partition = m.topic(), m.partition()
+            if topic is None or partition is None or (topic, partition) not in self.assigned:
+                continue
+            offset = m.offset()
+            assert offset is not None
+            out.append(InMessage(topic, partition, offset, m.key(), m.value()))
+        return out
+
+    def _handle(self, messages: list[InMessage]) -> None:
+        started = time.perf_counter()
+        self.metrics.consumed.inc(len(messages))
+        self.metrics.batch_size.observe(len(messages))
+        out = self._process_with_retry(messages)
+        if out is None:
+            return  # abandoned: partitions revoked or stopping while Redis was down
+        if not self._publish_with_retry(messages, out):
+            return
+        self.metrics.batches.inc()
+        self.metrics.enriched.inc(len(out.enriched))
+        self.metrics.replayed.inc(out.replayed)
+        for reason in out.dead_letter_reasons:
+            self.metrics.dead_letters.labels(reason).inc()
+        if out.inference_s:
+            self.metrics.inference_seconds.observe(out.inference_s)
+        now = time.time()
+        for ts in out.event_times:
+            self.metrics.end_to_end_seconds.observe(max(0.0, now - ts))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _process_with_retry(self, messages: list[InMessage]) -> BatchOutput | None:
+        backoff = 0.1
+        while True:
+            try:
+                out = self.processor.process(messages)
+                self._recovered()
+                return out
+            except redis.RedisError as exc:
+                self.metrics.redis_errors.inc()
+                self._degraded(f"redis: {exc}")
+                messages[:] = self._wait(messages, backoff)
+                if not messages or self.stopping:
+                    return None
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _publish_with_retry(self, messages: list[InMessage], out: BatchOutput) -> bool:
+        backoff = 0.1
+        while True:
+            try:
+                self.output.publish(out)
+                self._recovered()
+                return True
+            except OutputError as exc:
+                self.metrics.commit_errors.inc()
+                self._degraded(f"kafka: {exc}")
+                if exc.fatal:
+                    raise
+                if exc.abort:
+                    self.output.abort()
+                    self.metrics.aborted_transactions.inc()
+                    self._rewind(messages)
+                    return False
+                if self._wait(messages, backoff) != messages:
+                    # Partitions revoked while the commit was pending: the transaction can no longer be
+                    # committed safely, so abort it; the new owner replays from the committed offsets.
+                    self.output.abort()
+                    return False
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _wait(self, messages: list[InMessage], backoff: float) -> list[InMessage]:
+        """Pause, poll for ``backoff`` seconds (keeps group membership, runs callbacks), resume.
+
+        Returns the messages whose partitions are still assigned.
+        """
+        assigned = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        if assigned:
+            self.consumer.pause(assigned)
+        deadline = self.clock() + backoff
+        while self.clock() < deadline:
+            self.heartbeat = self.clock()
+            msg = self.consumer.poll(max(0.0, min(0.5, deadline - self.clock())))
+            if msg is not None and msg.error() is None:
+                # Paused partitions deliver nothing; if one slips through, rewind so it is not skipped.
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if topic is not None and partition is not None and offset is not None:
+                    self.consumer.seek(TopicPartition(topic, partition, offset))
+        still = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        if still:
+            self.consumer.resume(still)
+        return [m for m in messages if (m.topic, m.partition) in self.assigned]
+
+    def _rewind(self, messages: Sequence[InMessage]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            first.setdefault((m.topic, m.partition), m.offset)
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in self.assigned:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _degraded(self, reason: str) -> None:
+        if self.degraded_reason is None:
+            log.warning("degraded, retrying with backoff: %s", reason)
+        self.degraded_reason = reason
+
+    def _recovered(self) -> None:
+        if self.degraded_reason is not None:
+            log.info("recovered from: %s", self.degraded_reason)
+            self.degraded_reason = None
+
+
+def _fmt(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}:{p.partition}" for p in partitions) or "nothing"
