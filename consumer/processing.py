@@ -134,7 +134,11 @@ class BatchProcessor:
             part = parts.setdefault(tp, PartitionBatch(*tp))
             rec = v.record
             if rec is None:
-                continue  # replayed: already counted, the script would skip it anyway
+                assert v.payload is not None
+                part.replayed[v.msg.offset] = v.payload
+                if v.msg.offset in inflight[tp].duplicates:
+                    part.replayed_duplicates.append(v.msg.offset)
+                continue
             v.payload = rec.to_bytes()
             part.records.append(AppliedRecord(
                 offset=v.msg.offset,

@@ -5,6 +5,7 @@
 -- ARGV[1]: key prefix. ARGV[2]: JSON list of partitions:
 --   {"topic": str, "partition": int, "records": [{"o": offset, "i": review_id, "p": product_id,
 --    "s": sentiment, "r": rating, "a": [aspect, ...], "t": epoch seconds}], "dead": [offset, ...],
+--    "carried_duplicates": [offset, ...] (replayed duplicates, kept in the new copy),
 --    "inflight": str (JSON object offset -> enriched record)}
 -- A review_id already counted for its product is a duplicate: not counted again, and its offset is
 -- returned so the worker dead-letters it.
@@ -23,6 +24,8 @@ for _, part in ipairs(batch) do
   local high = wm
   local any_new = false
   local dups = {}
+  local kept = {}
+  for _, o in ipairs(part.carried_duplicates) do kept[#kept + 1] = string.format('%d', o) end
   for _, r in ipairs(part.records) do
     if r.o > wm then
       any_new = true
@@ -54,8 +57,8 @@ for _, part in ipairs(batch) do
       touched[r.p] = true
     end
   end
-  local dup_list = '[' .. table.concat(dups, ',') .. ']'
-  if #dups > 0 then dups_json[#dups_json + 1] = cjson.encode(field) .. ':' .. dup_list end
+  if #dups > 0 then dups_json[#dups_json + 1] = cjson.encode(field) .. ':[' .. table.concat(dups, ',') .. ']' end
+  for _, o in ipairs(dups) do kept[#kept + 1] = o end
   local part_dead = 0
   for _, o in ipairs(part.dead) do
     if o > wm then
@@ -69,7 +72,7 @@ for _, part in ipairs(batch) do
   -- Keep what this batch produced, so a replay publishes exactly what was counted here.
   if any_new then
     redis.call('SET', prefix .. ':inflight:' .. part.topic .. ':' .. string.format('%d', part.partition),
-      '{"duplicates":' .. dup_list .. ',"records":' .. part.inflight .. '}')
+      '{"duplicates":[' .. table.concat(kept, ',') .. '],"records":' .. part.inflight .. '}')
   end
 end
 

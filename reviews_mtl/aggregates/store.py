@@ -44,9 +44,14 @@ class PartitionBatch:
     partition: int
     records: list[AppliedRecord] = field(default_factory=list)
     dead_offsets: list[int] = field(default_factory=list)
+    # Replayed from the previous in-flight copy: not counted again, but kept in the new copy, because
+    # this batch too may be replayed.
+    replayed: dict[int, bytes] = field(default_factory=dict)
+    replayed_duplicates: list[int] = field(default_factory=list)
 
     def payload(self) -> dict[str, Any]:
-        inflight = b"{" + b",".join(b'"%d":%s' % (r.offset, r.enriched) for r in self.records) + b"}"
+        published = [*((o, b) for o, b in self.replayed.items()), *((r.offset, r.enriched) for r in self.records)]
+        inflight = b"{" + b",".join(b'"%d":%s' % (o, enriched) for o, enriched in published) + b"}"
         return {
             "topic": self.topic,
             "partition": self.partition,
@@ -56,6 +61,7 @@ class PartitionBatch:
                 for r in self.records
             ],
             "dead": self.dead_offsets,
+            "carried_duplicates": self.replayed_duplicates,
             "inflight": inflight.decode("utf-8"),
         }
 
@@ -126,7 +132,7 @@ class AggregateStore:
 
     def apply_batch(self, parts: Iterable[PartitionBatch]) -> ApplyResult:
         """Apply a micro-batch atomically; records at or below a partition's watermark are skipped."""
-        payload = [p.payload() for p in parts if p.records or p.dead_offsets]
+        payload = [p.payload() for p in parts if p.records or p.dead_offsets or p.replayed]
         if not payload:
             return ApplyResult(0, 0, 0, {})
         applied, skipped, dead, dups = cast(list[Any], self._apply(args=[self.prefix, json.dumps(payload)]))
