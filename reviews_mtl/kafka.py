@@ -81,8 +81,12 @@ class TopicError(KafkaSetupError):
     """A topic could not be created, or its partitions did not all get a leader in time."""
 
 
+# Python-only keys of confluent-kafka that contain an underscore and must stay as they are.
+_CALLBACK_KEYS = frozenset({"stats_cb", "error_cb", "throttle_cb", "oauth_cb", "on_commit", "on_delivery", "logger"})
+
+
 def _normalize(extra: dict[str, Any]) -> dict[str, Any]:
-    return {key.replace("_", "."): value for key, value in extra.items()}
+    return {key if key in _CALLBACK_KEYS else key.replace("_", "."): value for key, value in extra.items()}
 
 
 def client_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -134,17 +138,14 @@ def wait_for_broker(kafka: KafkaSettings, timeout_s: float = 30.0) -> None:
         try:
             metadata = _metadata(admin, timeout_s=min(remaining, 2.0))
             if metadata.brokers:
-                logger.debug(
-                    "broker %s answered: %d broker(s)", kafka.bootstrap_servers, len(metadata.brokers)
-                )
+                logger.debug("broker %s answered: %d broker(s)", kafka.bootstrap_servers, len(metadata.brokers))
                 return
             last_error = KafkaSetupError("metadata lists no brokers yet")
         except KafkaException as exc:
             last_error = exc
         time.sleep(0.2)
     raise BrokerUnavailableError(
-        f"no Kafka broker answered at {kafka.bootstrap_servers} within {timeout_s:.0f}s"
-        f" (last error: {last_error})"
+        f"no Kafka broker answered at {kafka.bootstrap_servers} within {timeout_s:.0f}s (last error: {last_error})"
     ) from last_error
 
 
@@ -174,18 +175,12 @@ def create_topic(
     Retriable errors (e.g. a broker still registering with the controller) are retried until ``timeout_s``.
     """
     if partitions < 1 or replication_factor < 1:
-        raise ValueError(
-            f"partitions and replication_factor must be >= 1, got {partitions}, {replication_factor}"
-        )
+        raise ValueError(f"partitions and replication_factor must be >= 1, got {partitions}, {replication_factor}")
     admin = make_admin(kafka)
     deadline = time.monotonic() + timeout_s
-    new = NewTopic(
-        name, num_partitions=partitions, replication_factor=replication_factor, config=config or {}
-    )
+    new = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=config or {})
     while True:
-        future = admin.create_topics(
-            [new], operation_timeout=max(1.0, min(10.0, deadline - time.monotonic()))
-        )[name]
+        future = admin.create_topics([new], operation_timeout=max(1.0, min(10.0, deadline - time.monotonic())))[name]
         try:
             future.result()
             logger.info("created topic %s (%d partitions, rf %d)", name, partitions, replication_factor)
@@ -203,9 +198,7 @@ def create_topic(
             time.sleep(0.5)
     while not _topic_ready(admin, name, partitions):
         if time.monotonic() >= deadline:
-            raise TopicError(
-                f"topic {name!r} did not get leaders for all {partitions} partitions in {timeout_s:.0f}s"
-            )
+            raise TopicError(f"topic {name!r} did not get leaders for all {partitions} partitions in {timeout_s:.0f}s")
         time.sleep(0.1)
 
 
@@ -294,9 +287,7 @@ def read_topic(
         while pending:
             now = time.monotonic()
             if now - started >= timeout_s:
-                logger.warning(
-                    "read_topic(%s) timed out after %.1fs with %d records", topic, timeout_s, len(messages)
-                )
+                logger.warning("read_topic(%s) timed out after %.1fs with %d records", topic, timeout_s, len(messages))
                 break
             if now - last_progress >= idle_s:
                 break
@@ -329,7 +320,5 @@ def _unfinished(
     next_offset: dict[int, int],
 ) -> set[int]:
     # position() also moves past transaction control markers, which are never delivered as messages.
-    positions = {
-        tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in pending])
-    }
+    positions = {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in pending])}
     return {p for p in pending if max(positions.get(p, -1), next_offset.get(p, -1)) < targets[p]}

@@ -1,0 +1,124 @@
+"""Bring the JVM-free local stack (Tansu + Redis) up and down; the library behind ``reviews-mtl stack``.
+
+``up`` starts both servers detached (a new session each, so they outlive the command), waits until the broker
+answers metadata and Redis answers PING, creates the topics, and only then writes ``stack.json``. A failure
+on the way stops whatever it had started. ``down`` stops what ``stack.json`` names, verifying each pid's start
+time first, and removes the state file. Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from reviews_mtl.settings import KafkaSettings, StackSettings, TopicSettings
+from reviews_mtl.stack.processes import ProcessRecord, free_port, port_open, stop_pid
+from reviews_mtl.stack.redis_server import start_redis
+from reviews_mtl.stack.state import StackState, clear_state, load_state, save_state
+from reviews_mtl.stack.tansu import start_tansu
+
+__all__ = ["StackError", "down", "status", "up"]
+
+logger = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """The stack could not be started (the message says which server and why)."""
+
+
+def _port(requested: int, name: str) -> int:
+    if requested == 0:
+        return free_port()
+    # Tansu exits on a taken port, but a port probe would then find the *other* server and report success.
+    if port_open("127.0.0.1", requested):
+        raise StackError(f"{name} port {requested} is already in use on 127.0.0.1")
+    return requested
+
+
+def status(state_dir: Path) -> StackState | None:
+    return load_state(state_dir)
+
+
+def up(
+    settings: StackSettings | None = None,
+    topics: TopicSettings | None = None,
+    *,
+    partitions: int | None = None,
+) -> StackState:
+    """Start Tansu and Redis (or return the running stack), create the topics, persist the state."""
+    from reviews_mtl.kafka import ensure_topics, wait_for_broker
+
+    settings = settings or StackSettings()
+    topics = topics or TopicSettings()
+    if partitions is not None:
+        topics = topics.model_copy(update={"partitions": partitions})
+    state_dir = settings.state_dir.resolve()
+    existing = load_state(state_dir)
+    if existing is not None:
+        if all(existing.alive().values()):
+            logger.info("stack already running (state in %s)", state_dir)
+            return existing
+        logger.warning("stale stack state in %s (a process died): cleaning up before starting", state_dir)
+        down(state_dir)
+
+    started = time.monotonic()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    records: dict[str, ProcessRecord] = {}
+    try:
+        kafka_port = _port(settings.kafka_port, "kafka")
+        redis_port = _port(settings.redis_port, "redis")
+        kafka_log = state_dir / "kafka.log"
+        tansu = start_tansu(kafka_port, kafka_log, detach=True, timeout_s=settings.start_timeout_s)
+        records["kafka"] = ProcessRecord.of("kafka", tansu, kafka_log)
+        redis_log = state_dir / "redis.log"
+        redis = start_redis(redis_port, state_dir / "redis", redis_log, detach=True, timeout_s=settings.start_timeout_s)
+        records["redis"] = ProcessRecord.of("redis", redis, redis_log)
+
+        kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{kafka_port}", security_protocol="PLAINTEXT")
+        wait_for_broker(kafka, timeout_s=settings.start_timeout_s)
+        ensure_topics(kafka, topics)
+    except Exception as exc:
+        for record in records.values():
+            stop_pid(record.pid, record.started, name=record.name)
+        clear_state(state_dir)
+        raise StackError(f"stack up failed: {exc}") from exc
+
+    state = StackState(
+        bootstrap_servers=kafka.bootstrap_servers,
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        kafka_port=kafka_port,
+        redis_port=redis_port,
+        partitions=topics.partitions,
+        broker="tansu",
+        topics=(topics.input, topics.enriched, topics.dlq),
+        processes=records,
+    )
+    save_state(state_dir, state)
+    logger.info(
+        "stack up in %.1fs: kafka %s, redis %s (state in %s)",
+        time.monotonic() - started,
+        state.bootstrap_servers,
+        state.redis_url,
+        state_dir,
+    )
+    return state
+
+
+def down(state_dir: Path, timeout_s: float = 10.0) -> list[str]:
+    """Stop every process of the stack in ``state_dir``; returns the names of those that were running."""
+    state_dir = state_dir.resolve()
+    state = load_state(state_dir)
+    if state is None:
+        return []
+    stopped: list[str] = []
+    failed: list[str] = []
+    for name, record in state.processes.items():
+        if record.alive():
+            stopped.append(name)
+            if not stop_pid(record.pid, record.started, timeout_s=timeout_s, name=name):
+                failed.append(f"{name} (pid {record.pid})")
+    if failed:
+        raise StackError(f"could not stop {', '.join(failed)}; state kept in {state_dir}")
+    clear_state(state_dir, tuple(state.processes))
+    return stopped
