@@ -81,6 +81,26 @@ class TopicError(KafkaSetupError):
     """A topic could not be created, or its partitions did not all get a leader in time."""
 
 
+# Errors that mean "not yet" around topic creation and leader moves. librdkafka flags only some as retriable
+# (get_watermark_offsets never does), so these codes are retried explicitly.
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_CONTROLLER,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
+
+
+def _transient(error: KafkaError) -> bool:
+    return bool(error.retriable()) or error.code() in _TRANSIENT_CODES
+
+
 # Python-only keys of confluent-kafka that contain an underscore and must stay as they are.
 _CALLBACK_KEYS = frozenset({"stats_cb", "error_cb", "throttle_cb", "oauth_cb", "on_commit", "on_delivery", "logger"})
 
@@ -192,7 +212,7 @@ def create_topic(
                     raise TopicError(f"topic {name!r} already exists") from exc
                 _warn_if_partitions_differ(admin, name, partitions)
                 break
-            if not error.retriable() or time.monotonic() >= deadline:
+            if not _transient(error) or time.monotonic() >= deadline:
                 raise TopicError(f"could not create topic {name!r}: {error.str()}") from exc
             logger.debug("retrying creation of %s after %s", name, error.str())
             time.sleep(0.5)
@@ -200,6 +220,12 @@ def create_topic(
         if time.monotonic() >= deadline:
             raise TopicError(f"topic {name!r} did not get leaders for all {partitions} partitions in {timeout_s:.0f}s")
         time.sleep(0.1)
+    # Metadata can name a leader before that broker serves the partition: ask each leader for its offsets.
+    probe = _reader(kafka, "read_uncommitted")
+    try:
+        _watermarks(probe, name, list(range(partitions)), max(1.0, deadline - time.monotonic()))
+    finally:
+        probe.close()
 
 
 def _warn_if_partitions_differ(admin: AdminClient, name: str, partitions: int) -> None:
@@ -245,14 +271,30 @@ def _reader(kafka: KafkaSettings, isolation: IsolationLevel) -> Consumer:
     )
 
 
+def _watermarks(consumer: Consumer, topic: str, partitions: list[int], timeout_s: float) -> dict[int, int]:
+    """High watermarks, retrying retriable errors: right after creation a partition's leader may still be
+    taking over (NOT_LEADER_FOR_PARTITION) although metadata already names it."""
+    deadline = time.monotonic() + timeout_s
+    result: dict[int, int] = {}
+    for p in partitions:
+        while True:
+            try:
+                remaining = max(0.5, deadline - time.monotonic())
+                result[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=remaining, cached=False)[1]
+                break
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not _transient(error) or time.monotonic() >= deadline:
+                    raise TopicError(f"no end offset for {topic}[{p}]: {error.str()}") from exc
+                time.sleep(0.1)
+    return result
+
+
 def end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
     """The high watermark (offset of the next record to be written) of each partition of ``topic``."""
     consumer = _reader(kafka, "read_uncommitted")
     try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s, cached=False)[1]
-            for p in _partitions(consumer, topic, timeout_s)
-        }
+        return _watermarks(consumer, topic, _partitions(consumer, topic, timeout_s), timeout_s)
     finally:
         consumer.close()
 
@@ -276,10 +318,7 @@ def read_topic(
     messages: list[Message] = []
     try:
         partitions = _partitions(consumer, topic, timeout_s)
-        targets = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s, cached=False)[1]
-            for p in partitions
-        }
+        targets = _watermarks(consumer, topic, partitions, timeout_s)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         next_offset: dict[int, int] = {}
         pending = {p for p, high in targets.items() if high > 0}
