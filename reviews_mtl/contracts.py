@@ -231,12 +231,19 @@ class SourceCoordinates(BaseModel):
     offset: int
 
 
-class EnrichedRecord(Prediction):
-    """One enriched review (topic ``reviews.enriched``, key = ``product_id``)."""
+class EnrichedRecord(BaseModel):
+    """One enriched review (topic ``reviews.enriched``, key = ``product_id``): the input ids, the prediction
+    fields of :class:`Prediction`, the model, timing, and where the review came from."""
+
+    model_config = ConfigDict(frozen=True)
 
     schema_version: int = SCHEMA_VERSION
     review_id: str
     product_id: str
+    sentiment: SentimentResult
+    rating: float = Field(ge=1.0, le=5.0)
+    aspects: dict[str, float]
+    aspects_detected: list[str]
     true_rating: int | None = None
     category: str | None = None
     timestamp: float | None = None
