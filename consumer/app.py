@@ -76,6 +76,7 @@ def build_worker(
             "partition.assignment.strategy": "cooperative-sticky",
             "auto.offset.reset": settings.auto_offset_reset,
             "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 3),
             "max.poll.interval.ms": settings.max_poll_interval_ms,
             # Producers may write reviews transactionally too: never read aborted ones.
             "isolation.level": "read_committed",

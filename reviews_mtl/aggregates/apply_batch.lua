@@ -57,6 +57,7 @@ for _, part in ipairs(batch) do
       touched[r.p] = true
     end
   end
+  if #dups > 0 then redis.call('HINCRBY', totals_key, 'duplicates', #dups) end
   if #dups > 0 then dups_json[#dups_json + 1] = cjson.encode(field) .. ':[' .. table.concat(dups, ',') .. ']' end
   for _, o in ipairs(dups) do kept[#kept + 1] = o end
   local part_dead = 0

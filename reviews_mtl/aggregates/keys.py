@@ -21,7 +21,8 @@ key                                type    content
 ``P:inflight:{topic}:{partition}`` string  the last applied batch of that partition: JSON
                                            ``{"records": {offset: enriched record}, "duplicates": [offset]}``,
                                            reused when the batch is replayed so Kafka gets what Redis counted
-``P:totals``                       hash    ``reviews``, ``dead_letters``, ``sentiment:{label}`` over all products
+``P:totals``                       hash    ``reviews``, ``dead_letters`` (bad input), ``duplicates`` (repeated
+                                           review ids), ``sentiment:{label}``, over all products
 =================================  ======  =====================================================================
 
 Aspect sentiment is the sentiment of the whole review that mentions the aspect: the model has no

@@ -69,7 +69,7 @@ class Pipeline:
             "REVIEWS_CONSUMER_MODEL_DIR": str(self.model_dir),
             "REVIEWS_CONSUMER_METRICS_PORT": "0",
             "REVIEWS_CONSUMER_BATCH_MAX_WAIT_MS": "100",
-            "REVIEWS_CONSUMER_SESSION_TIMEOUT_MS": "10000",
+            "REVIEWS_CONSUMER_SESSION_TIMEOUT_MS": "6000",
         })
         return env
 
