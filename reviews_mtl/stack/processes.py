@@ -202,6 +202,30 @@ def stop_pid(pid: int, started: int | None = None, *, timeout_s: float = 10.0, n
     return False
 
 
+def stop_all(records: Sequence[ProcessRecord], *, timeout_s: float = 10.0) -> list[str]:
+    """SIGTERM every process at once, SIGKILL the stragglers after ``timeout_s``; names of those not stopped.
+
+    Concurrent, because members of a cluster stopped one by one wait for peers that are already gone
+    (a KRaft quorum of one out of three cannot acknowledge a controlled shutdown).
+    """
+    live = [r for r in records if r.alive()]
+    for record in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for record in live:
+            _reap(record.pid)
+        live = [r for r in live if r.alive()]
+        if not live:
+            return []
+        time.sleep(0.05)
+    for record in live:
+        logger.warning("%s (pid %d) ignored SIGTERM for %.0fs: killing it", record.name, record.pid, timeout_s)
+        kill_pid(record.pid, record.started)
+    return [r.name for r in live if r.alive()]
+
+
 def kill_pid(pid: int, started: int | None = None) -> None:
     """SIGKILL, no grace: a crash, for fault tests."""
     if is_alive(pid, started):
