@@ -42,6 +42,14 @@ ASPECT_NAMES: tuple[str, ...] = (
 
 SentimentLabel = Literal["negative", "neutral", "positive"]
 
+# Control characters other than tab, newline and carriage return carry no meaning in a review and confuse
+# tokenizers and terminals: they are removed from text and title. A text made only of them is empty.
+_CONTROL_CHARS = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+
+
+def strip_control_characters(value: str) -> str:
+    return value.translate(_CONTROL_CHARS)
+
 
 class DecodeReason(str, Enum):
     """Why a message could not become a :class:`Review`; the value travels in the DLQ header."""
@@ -81,6 +89,11 @@ class Review(BaseModel):
     timestamp: float | None = None
     verified: bool | None = None
     user_id: str | None = None
+
+    @field_validator("text", "title", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        return strip_control_characters(value) if isinstance(value, str) else value
 
     @field_validator("text")
     @classmethod
@@ -163,6 +176,8 @@ def validate_review_object(obj: object) -> Review | DecodeFailure:
             f"schema_version {version} not in {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
             None,
         )
+    obj = {k: strip_control_characters(v) if k in ("text", "title") and isinstance(v, str) else v
+           for k, v in obj.items()}
     for name in _REQUIRED:
         if obj.get(name) is None:
             return DecodeFailure(DecodeReason[f"MISSING_{name.upper()}"], f"{name} is required", None)

@@ -51,6 +51,10 @@ BAD_CASES: list[tuple[str, bytes | None, DecodeReason]] = [
     ("rating out of range", j({**GOOD, "rating": 9}), DecodeReason.INVALID_FIELD),
     ("text too long", j({**GOOD, "text": "a" * (MAX_TEXT_BYTES + 1)}), DecodeReason.TEXT_TOO_LONG),
     ("multibyte text too long", j({**GOOD, "text": "é" * (MAX_TEXT_BYTES // 2 + 1)}), DecodeReason.TEXT_TOO_LONG),
+    ("raw control character in JSON", b'{"review_id": "r", "product_id": "p", "text": "a\x07b"}',
+     DecodeReason.INVALID_JSON),
+    ("text of control characters only", j({**GOOD, "text": "\u0000\u0007\u001b"}), DecodeReason.EMPTY_TEXT),
+    ("random bytes", bytes(range(256)), DecodeReason.INVALID_UTF8),
     ("unknown schema version", j({**GOOD, "schema_version": 99}), DecodeReason.UNKNOWN_SCHEMA_VERSION),
     ("schema version as string", j({**GOOD, "schema_version": "1"}), DecodeReason.WRONG_TYPE),
 ]
@@ -73,6 +77,12 @@ def test_valid_review_with_every_optional_field() -> None:
     assert review.rating == 4
     assert review.timestamp == pytest.approx(1714557600.0)
     assert review.model_text() == "Nice. Works fine."
+
+
+def test_escaped_control_characters_are_removed_from_text() -> None:
+    review = decode_review(j({**GOOD, "text": "Good\u0000 ki\u0007ttle\ttoo\n", "title": "T\u001bop"}))
+    assert isinstance(review, Review)
+    assert review.text == "Good kittle\ttoo\n" and review.title == "Top"
 
 
 def test_text_at_the_limit_is_accepted() -> None:
