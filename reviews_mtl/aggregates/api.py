@@ -1,0 +1,123 @@
+"""The HTTP read API over the aggregates, and the one live page it serves.
+
+Start here: :func:`create_app` builds a read-only FastAPI app around an
+:class:`~reviews_mtl.aggregates.store.AggregateStore`. Nothing here writes to Redis: the worker is the
+only writer. Endpoints (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
+
+- ``GET /api/products?offset=&limit=``  products by review count, most reviewed first (``limit`` <= 200)
+- ``GET /api/products/{product_id}``    one product's aggregates, 404 when unknown
+- ``GET /api/top?by=&n=&min_reviews=``  a ranking; 422 on an unknown ``by``
+- ``GET /api/rankings``                 every accepted ``by``
+- ``GET /healthz``                      200 when Redis answers, else 503
+- ``GET /``                             the page (``static/index.html``), which polls the API
+
+Handlers are plain ``def``: the Redis client is synchronous, so FastAPI runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from typing import Annotated
+
+import redis
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
+
+from reviews_mtl.aggregates.keys import parse_ranking, valid_rankings
+from reviews_mtl.aggregates.store import AggregateStore, ProductAggregate, RankedProduct
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 200
+MAX_TOP_N = 100
+
+
+class ProductPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[ProductAggregate]
+
+
+class Ranking(BaseModel):
+    by: str
+    n: int
+    min_reviews: int
+    items: list[RankedProduct]
+
+
+class Health(BaseModel):
+    status: str
+    redis: bool
+
+
+def _page_html() -> str:
+    return resources.files("reviews_mtl.aggregates").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+def create_app(store: AggregateStore) -> FastAPI:
+    """A read-only app serving ``store``'s aggregates."""
+    from reviews_mtl import __version__ as version
+
+    app = FastAPI(
+        title="reviews-mtl aggregates",
+        version=str(version),
+        description="Per-product review aggregates computed by the reviews-mtl worker (read-only).",
+    )
+    page = _page_html()
+
+    @app.exception_handler(redis.RedisError)
+    def redis_unavailable(_request: Request, exc: redis.RedisError) -> JSONResponse:
+        logger.warning("Redis error while serving a request: %s", exc)
+        return JSONResponse(status_code=503, content={"detail": "aggregate store unavailable"})
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+    def healthz() -> JSONResponse:
+        ok = store.ping()
+        return JSONResponse(
+            status_code=200 if ok else 503, content={"status": "ok" if ok else "unavailable", "redis": ok}
+        )
+
+    @app.get("/api/products", response_model=ProductPage)
+    def products(
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    ) -> ProductPage:
+        items = store.products(offset=offset, limit=limit)
+        return ProductPage(total=store.product_count(), offset=offset, limit=limit, items=items)
+
+    # ``:path`` so ids with slashes work; ids like ``asin:B000123`` need nothing special.
+    @app.get("/api/products/{product_id:path}", response_model=ProductAggregate, responses={404: {}})
+    def product(product_id: Annotated[str, Path(min_length=1, max_length=256)]) -> ProductAggregate:
+        agg = store.product(product_id)
+        if agg is None:
+            raise HTTPException(status_code=404, detail=f"no aggregates for product {product_id!r}")
+        return agg
+
+    @app.get("/api/top", response_model=Ranking)
+    def top(
+        by: Annotated[str, Query(description="a ranking from /api/rankings", max_length=64)],
+        n: Annotated[int, Query(ge=1, le=MAX_TOP_N)] = 10,
+        min_reviews: Annotated[int, Query(ge=0)] = 3,
+    ) -> Ranking:
+        try:
+            by = parse_ranking(by)
+        except ValueError as exc:
+            # The same shape as FastAPI's own validation errors, so clients parse one format.
+            raise HTTPException(
+                status_code=422,
+                detail=[{"loc": ["query", "by"], "msg": str(exc), "type": "value_error"}],
+            ) from exc
+        return Ranking(by=by, n=n, min_reviews=min_reviews, items=store.top(by, n=n, min_reviews=min_reviews))
+
+    @app.get("/api/rankings", response_model=list[str])
+    def rankings() -> list[str]:
+        return valid_rankings()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    return app
