@@ -49,7 +49,7 @@ def test_products_page_ordered_by_review_count(filled: tuple[TestClient, Expecte
 
 
 @pytest.mark.parametrize("params", [{"limit": MAX_PAGE_SIZE + 1}, {"limit": 0}, {"offset": -1}, {"limit": "many"}])
-def test_products_page_size_is_bounded(filled: tuple[TestClient, Expected], params: dict[str, object]) -> None:
+def test_products_page_size_is_bounded(filled: tuple[TestClient, Expected], params: dict[str, str | int]) -> None:
     http, _ = filled
     response = http.get("/api/products", params=params)
     assert response.status_code == 422
@@ -121,7 +121,7 @@ def test_top_by_aspect_and_complaints(filled: tuple[TestClient, Expected]) -> No
         {"by": "review_count", "min_reviews": -1},
     ],
 )
-def test_top_rejects_bad_parameters(filled: tuple[TestClient, Expected], params: dict[str, object]) -> None:
+def test_top_rejects_bad_parameters(filled: tuple[TestClient, Expected], params: dict[str, str | int]) -> None:
     http, _ = filled
     response = http.get("/api/top", params=params)
     assert response.status_code == 422, response.text

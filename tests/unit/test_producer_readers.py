@@ -14,6 +14,7 @@ import pytest
 from producer.errors import InputError
 from producer.readers import (
     InvalidRecord,
+    Record,
     ValidRecord,
     coerce_tabular_row,
     detect_format,
@@ -23,13 +24,13 @@ from producer.readers import (
 from reviews_mtl.contracts import MAX_TEXT_BYTES, DecodeReason, Review
 
 
-def _split(records):
+def _split(records: list[Record]) -> tuple[list[ValidRecord], list[InvalidRecord]]:
     valid = [r for r in records if isinstance(r, ValidRecord)]
     invalid = [r for r in records if isinstance(r, InvalidRecord)]
     return valid, invalid
 
 
-def _by_line(invalid):
+def _by_line(invalid: list[InvalidRecord]) -> dict[int, InvalidRecord]:
     return {r.line: r for r in invalid}
 
 
