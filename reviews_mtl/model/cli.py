@@ -93,14 +93,10 @@ def register(subparsers: Any) -> None:
         default=_env_int("REVIEWS_TORCH_THREADS"),
         help="torch CPU threads (env REVIEWS_TORCH_THREADS; default one per core)",
     )
-    train.add_argument(
-        "--seed", type=int, default=_env_int("REVIEWS_SEED"), help="random seed (env REVIEWS_SEED)"
-    )
+    train.add_argument("--seed", type=int, default=_env_int("REVIEWS_SEED"), help="random seed (env REVIEWS_SEED)")
     train.set_defaults(func=_train)
 
-    evaluate = subparsers.add_parser(
-        "evaluate", help="evaluate an artifact against the TF-IDF baseline, HTML report"
-    )
+    evaluate = subparsers.add_parser("evaluate", help="evaluate an artifact against the TF-IDF baseline, HTML report")
     evaluate.add_argument(
         "--model",
         type=Path,
@@ -149,9 +145,8 @@ def register(subparsers: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from reviews_mtl.model.train import train_preset
-
     from reviews_mtl.model.artifact import resolve_data_dir
+    from reviews_mtl.model.train import train_preset
 
     data_dir = None if args.sample else resolve_data_dir(args.data)
     output = args.output or Path("artifacts") / args.preset
@@ -174,14 +169,18 @@ def _train(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    print(json.dumps({"artifact": str(output), "validation": metrics.get("validation", {})}, indent=2))
+    from reviews_mtl.model.report import summary_rows
+
+    print(f"artifact: {output}  ({metrics['train_seconds']} s training, {metrics['total_seconds']} s total)")
+    print(f"{'test split':<40} {'model':>8} {'tfidf':>8}")
+    for name, model_value, base_value in summary_rows(metrics["test"], metrics["baseline"].get("test")):
+        print(f"{name:<40} {model_value:>8} {base_value:>8}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from reviews_mtl.model.evaluate import evaluate_artifact
-
     from reviews_mtl.model.artifact import resolve_data_dir
+    from reviews_mtl.model.evaluate import evaluate_artifact
 
     report = evaluate_artifact(args.model, resolve_data_dir(args.data), args.output, runtime=args.runtime)
     print(json.dumps(report, indent=2))

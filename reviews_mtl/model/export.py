@@ -80,9 +80,7 @@ def load_torch_model(model_dir: Path) -> MultiTaskReviewModel:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise ArtifactError(
-            f"weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+        raise ArtifactError(f"weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model.eval()
 
 
@@ -116,7 +114,13 @@ def quantize_int8(out_dir: Path) -> Path:
 
     source = out_dir / ONNX_FP32_FILE
     target = out_dir / ONNX_INT8_FILE
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=False)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantizer logs every tensor at INFO on the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=False)
+    finally:
+        root.setLevel(level)
     return target
 
 
@@ -129,9 +133,7 @@ def save_model_files(model: MultiTaskReviewModel, encoder_name_or_path: str, out
     quantize_int8(out_dir)
 
 
-def check_parity(
-    model_dir: Path, texts: Sequence[str], model: MultiTaskReviewModel | None = None
-) -> dict[str, Any]:
+def check_parity(model_dir: Path, texts: Sequence[str], model: MultiTaskReviewModel | None = None) -> dict[str, Any]:
     """Compare ONNX fp32 and int8 with PyTorch fp32 on ``texts``.
 
     Returns the largest absolute differences, whether fp32 is ``allclose`` (atol 1e-4), and the share of
@@ -148,25 +150,20 @@ def check_parity(
     for name, quantized in (("onnx_fp32", False), ("onnx_int8", True)):
         out = OnnxPredictor(model_dir, quantized=quantized).predict_arrays(texts)
         result[name] = {
-            "max_abs_diff_sentiment": float(
-                np.abs(out.sentiment_probs - ref.sentiment_probs).max(initial=0.0)
-            ),
+            "max_abs_diff_sentiment": float(np.abs(out.sentiment_probs - ref.sentiment_probs).max(initial=0.0)),
             "max_abs_diff_rating": float(np.abs(out.rating - ref.rating).max(initial=0.0)),
             "max_abs_diff_aspects": float(np.abs(out.aspect_probs - ref.aspect_probs).max(initial=0.0)),
             "sentiment_label_agreement": float(
                 (out.sentiment_probs.argmax(1) == ref.sentiment_probs.argmax(1)).mean() if len(texts) else 1.0
             ),
             "aspect_decision_agreement": float(
-                (
-                    (out.aspect_probs >= reference.thresholds) == (ref.aspect_probs >= reference.thresholds)
-                ).mean()
+                ((out.aspect_probs >= reference.thresholds) == (ref.aspect_probs >= reference.thresholds)).mean()
                 if len(texts)
                 else 1.0
             ),
         }
     fp32 = result["onnx_fp32"]
     result["onnx_fp32"]["allclose_atol_1e-4"] = bool(
-        max(fp32["max_abs_diff_sentiment"], fp32["max_abs_diff_aspects"], fp32["max_abs_diff_rating"] / 4)
-        < 1e-4
+        max(fp32["max_abs_diff_sentiment"], fp32["max_abs_diff_aspects"], fp32["max_abs_diff_rating"] / 4) < 1e-4
     )
     return result

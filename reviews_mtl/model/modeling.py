@@ -133,9 +133,7 @@ class MultiTaskReviewModel(nn.Module):
         losses = masked_losses(out, sentiment, rating, aspects, aspect_weight, class_weights)
         w = self.heads.loss_weights
         out.losses = losses
-        out.loss = (
-            w.sentiment * losses["sentiment"] + w.rating * losses["rating"] + w.aspects * losses["aspects"]
-        )
+        out.loss = w.sentiment * losses["sentiment"] + w.rating * losses["rating"] + w.aspects * losses["aspects"]
         return out
 
 

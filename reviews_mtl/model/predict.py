@@ -83,9 +83,7 @@ def _flush(predictor: Predictor, rows: list[InputRow], out: IO[str]) -> int:
     return len(good)
 
 
-def predict_file(
-    predictor: Predictor, input_path: Path, output_path: Path, chunk: int = 512
-) -> PredictSummary:
+def predict_file(predictor: Predictor, input_path: Path, output_path: Path, chunk: int = 512) -> PredictSummary:
     total = predicted = 0
     buffer: list[InputRow] = []
     output_path.parent.mkdir(parents=True, exist_ok=True)

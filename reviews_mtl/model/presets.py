@@ -52,7 +52,10 @@ class TrainConfig:
     weak_weight: float = 0.3
     class_weights: bool = True
     max_train_reviews: int = 0  # 0 = all
-    max_val_reviews: int = 0
+    max_val_reviews: int = 0  # caps validation reviews (test: twice this); 0 = all
+    max_eval_sentences: int = 0  # caps validation and test aspect sentences; 0 = all
+    freeze_layers: int = 0  # freeze embeddings + this many lowest encoder layers
+    parity_rows: int = 2000
     val_fraction: float = 0.15
     seed: int = 13
     threads: int = 0  # 0 = torch default (one per core)
@@ -70,13 +73,16 @@ PRESETS: dict[str, TrainConfig] = {
         preset="demo",
         max_length=64,
         batch_size=16,
-        max_epochs=3,
-        steps_per_epoch=120,
+        max_epochs=2,
+        steps_per_epoch=100,
         patience=2,
         max_train_reviews=4000,
-        max_val_reviews=600,
-        learning_rate=8e-5,
-        time_budget_s=210.0,
+        max_val_reviews=300,
+        max_eval_sentences=400,
+        freeze_layers=3,
+        parity_rows=400,
+        learning_rate=1e-4,
+        time_budget_s=150.0,
     ),
     "full": TrainConfig(
         preset="full",

@@ -112,9 +112,7 @@ class _PredictorBase:
         self.sentiment_labels: tuple[str, ...] = tuple(self.config["sentiment_labels"])
         self.aspect_names: tuple[str, ...] = tuple(self.config["aspect_names"])
         thresholds = self.config.get("aspect_thresholds", {})
-        self.thresholds = np.array(
-            [float(thresholds.get(n, 0.5)) for n in self.aspect_names], dtype=np.float32
-        )
+        self.thresholds = np.array([float(thresholds.get(n, 0.5)) for n in self.aspect_names], dtype=np.float32)
         self.tokenizer = ArtifactTokenizer(self.model_dir, self.max_length, batch_size)
 
     def tokenize(self, texts: Sequence[str]) -> list[EncodedBatch]:

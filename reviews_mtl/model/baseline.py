@@ -1,0 +1,97 @@
+"""The TF-IDF + logistic-regression baseline, trained and scored on exactly the model's splits.
+
+Sentiment: one multinomial LR (balanced classes). Rating: a 5-class LR whose expected star is the
+prediction. Aspects: one LR per aspect on the training sentences' labelled cells (human first, weak
+where that is all there is), thresholds tuned on validation like the model's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from reviews_mtl.contracts import ASPECT_NAMES
+from reviews_mtl.model.aspect_sources import TARGET_ASPECTS
+from reviews_mtl.model.data import Datasets, TaskRows
+from reviews_mtl.model.metrics import aspect_metrics, tune_thresholds, validation_score
+
+logger = logging.getLogger(__name__)
+
+
+def _vectorizer() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True)
+
+
+class TfidfBaseline:
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.review_vec = _vectorizer()
+        self.aspect_vec = _vectorizer()
+        self.sentiment: Any = None
+        self.stars: Any = None
+        self.aspects: dict[int, Any] = {}
+        self.constant: dict[int, float] = {}
+
+    def fit(self, reviews: TaskRows, aspects: TaskRows) -> TfidfBaseline:
+        from sklearn.linear_model import LogisticRegression
+
+        x = self.review_vec.fit_transform(reviews.texts)
+        self.sentiment = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced").fit(x, reviews.sentiment)
+        self.stars = LogisticRegression(max_iter=2000, C=4.0).fit(x, reviews.stars)
+        xa = self.aspect_vec.fit_transform(aspects.texts)
+        for j in range(len(ASPECT_NAMES)):
+            w = aspects.aspect_weight[:, j]
+            rows = w >= 1.0 if (w >= 1.0).any() else w > 0
+            y = aspects.aspects[rows, j].astype(int)
+            if len(np.unique(y)) < 2:
+                self.constant[j] = float(y.mean()) if len(y) else 0.0
+                continue
+            self.aspects[j] = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced").fit(xa[rows], y)
+        return self
+
+    def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = self.review_vec.transform(texts)
+        sentiment = self.sentiment.predict_proba(x)
+        star_p = self.stars.predict_proba(x)
+        rating = star_p @ self.stars.classes_.astype(float)
+        xa = self.aspect_vec.transform(texts)
+        aspects = np.zeros((len(texts), len(ASPECT_NAMES)))
+        for j in range(len(ASPECT_NAMES)):
+            if j in self.aspects:
+                aspects[:, j] = self.aspects[j].predict_proba(xa)[:, 1]
+            else:
+                aspects[:, j] = self.constant.get(j, 0.0)
+        return sentiment, rating, aspects
+
+
+def run_baseline(data: Datasets) -> dict[str, Any]:
+    """Fit on the training split, tune aspect thresholds on validation, score validation and test."""
+    from reviews_mtl.model.train import review_task_metrics
+
+    model = TfidfBaseline().fit(data.train_reviews, data.train_aspects)
+    results: dict[str, Any] = {"name": "tfidf-logreg"}
+    thresholds: dict[str, float] | None = None
+    for split, reviews, sentences in (
+        ("validation", data.validation_reviews, data.validation_sentences),
+        ("test", data.test_reviews, data.test_sentences),
+    ):
+        s_probs, rating, _ = model.predict(reviews.texts)
+        _, _, a_probs = model.predict(sentences.texts)
+        mask = sentences.aspect_weight >= 1.0
+        if thresholds is None:
+            thresholds = tune_thresholds(a_probs, sentences.aspects, mask, ASPECT_NAMES)
+        metrics = review_task_metrics(reviews, s_probs, rating)
+        metrics["aspects"] = aspect_metrics(a_probs, sentences.aspects, mask, ASPECT_NAMES, thresholds)
+        metrics["aspects_target"] = aspect_metrics(
+            a_probs, sentences.aspects, mask, ASPECT_NAMES, thresholds, macro_over=TARGET_ASPECTS
+        )
+        metrics["score"] = validation_score(
+            metrics["sentiment"]["macro_f1"], metrics["rating"]["mae"], metrics["aspects"]["macro_f1"]
+        )
+        results[split] = metrics
+    results["thresholds"] = thresholds
+    return results
