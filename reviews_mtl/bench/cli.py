@@ -1,0 +1,103 @@
+"""``reviews-mtl bench``: model-only, end-to-end and seed-setup speed in one run (issue 8)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "bench", help="benchmark the model, the pipeline end to end and the seed's setup",
+        description="Measure reviews/s model-only (runtimes × batch sizes), end to end through a real broker, "
+        "Redis and the service's worker processes (throughput by replicas, latency at fixed loads), and the "
+        "seed's DistilBERT setup as a service, on the same texts in the same run. By default it starts its own "
+        "embedded broker (Tansu) and Redis and stops them at the end.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from reviews_mtl.bench.runner import PARTS
+
+    p.add_argument("--model", type=Path, default=os.environ.get("REVIEWS_BENCH_MODEL"),
+                   help="model artifact directory (env REVIEWS_BENCH_MODEL; default: the cached demo model, "
+                   "trained first if missing)")
+    p.add_argument("--quick", action="store_true", help="a few minutes on 2 cores: fewer texts, sizes and loads")
+    p.add_argument("--json", type=Path, help="write the result document here")
+    p.add_argument("--plots", type=Path, help="PNG plots directory (default: beside --json)")
+    p.add_argument("--data", type=Path, help="review data directory (default ../shared/data, else the sample)")
+    p.add_argument("--broker", choices=["tansu", "apache"], default="tansu",
+                   help="broker started for the run: embedded Tansu (default) or Apache Kafka from cached jars")
+    p.add_argument("--bootstrap-servers", help="use this Kafka instead of starting one")
+    p.add_argument("--redis-url", help="use this Redis instead of starting one")
+    p.add_argument("--runtime", choices=["auto", "onnx-int8", "onnx-fp32", "torch"], default="auto",
+                   help="the workers' runtime (default auto: torch on CUDA, else ONNX int8)")
+    p.add_argument("--only", help=f"comma-separated parts to run (of {','.join(PARTS)})")
+    p.add_argument("--skip", help="comma-separated parts to leave out")
+    p.add_argument("--batch-sizes", type=_ints, help="model-only CPU batch sizes, e.g. 1,16,64,256")
+    p.add_argument("--replicas", type=_ints, help="end-to-end replica counts (default 1,2)")
+    p.add_argument("--loads", type=_floats, help="offered loads as shares of the max (default 0.25,0.5,0.9)")
+    p.add_argument("--e2e-reviews", type=int, help="reviews pre-loaded for each throughput drain")
+    p.add_argument("--load-duration", type=float, dest="load_duration_s", help="seconds per offered load")
+    p.add_argument("--seed-reviews", type=int, help="reviews drained by the seed setup")
+    p.add_argument("--log-dir", type=Path, help="where worker logs go (default a temporary directory)")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from reviews_mtl.bench.runner import PARTS, BenchConfig
+
+    model_dir = args.model
+    if model_dir is None:
+        from reviews_mtl.model.artifact import ensure_demo_model
+
+        logger.info("no --model: using the cached demo model (training it first if missing)")
+        model_dir = ensure_demo_model(data_dir=args.data)
+    parts = set(PARTS)
+    if args.only:
+        parts = {x.strip() for x in args.only.split(",")}
+    if args.skip:
+        parts -= {x.strip() for x in args.skip.split(",")}
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown bench part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    return BenchConfig.preset(
+        Path(model_dir), quick=args.quick, data_dir=args.data, broker=args.broker,
+        bootstrap_servers=args.bootstrap_servers, redis_url=args.redis_url, runtime=args.runtime,
+        parts=tuple(p for p in PARTS if p in parts), batch_sizes=args.batch_sizes, replicas=args.replicas,
+        loads=args.loads, e2e_reviews=args.e2e_reviews, load_duration_s=args.load_duration_s,
+        seed_reviews=args.seed_reviews, log_dir=args.log_dir,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from reviews_mtl.bench.report import render, write_json, write_plots
+    from reviews_mtl.bench.runner import run_bench
+    from reviews_mtl.model.artifact import validate_artifact
+
+    config = config_from_args(args)
+    validate_artifact(config.model_dir)
+    result = run_bench(config)
+    plots_dir = args.plots or (args.json.parent if args.json else None)
+    if plots_dir is not None:
+        result["plots"] = [str(p) for p in write_plots(result, plots_dir)]
+    if args.json:
+        write_json(result, args.json)
+    print(render(result))
+    if args.json:
+        print(f"JSON: {args.json}")
+    return 0

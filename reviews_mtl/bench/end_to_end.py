@@ -1,0 +1,192 @@
+"""End to end through a real broker, Redis and the service's own worker processes.
+
+Throughput: a topic pre-loaded with N reviews is drained by ``replicas`` fresh workers; the rate is the
+records that became visible after the first one, over the time from the first to the last (so worker
+start-up, model loading and the group join are not counted, and neither is the first batch's own time).
+
+Latency: a fresh pipeline is warmed up (group joined, first batches done), then reviews are offered at fixed
+shares of the measured maximum with the producer's token bucket, each stamped with ``timestamp`` = its send
+time. A review's latency is the time its enriched record became visible to a ``read_committed`` reader
+(after the worker's transaction committed) minus that timestamp: it includes the producer's linger, the
+micro-batch wait, inference, the Redis script, the transaction commit and the reader's fetch (≤ 10 ms).
+The publisher runs in this process on the same cores, as the tail reader does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reviews_mtl.bench.infra import Arrival, BenchError, Pipeline, Servers
+from reviews_mtl.bench.texts import stream
+from reviews_mtl.contracts import Review
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    model_dir: Path
+    runtime: str = "auto"
+    cores: int = 2
+    extra_args: tuple[str, ...] = ()
+
+    def threads(self, replicas: int) -> int:
+        # One worker per core is the CPU deployment; threads are split so replicas do not oversubscribe.
+        return max(1, self.cores // replicas)
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    replicas: int
+    threads_per_worker: int
+    reviews: int
+    seconds: float  # first to last visible record
+    reviews_per_s: float
+    steady_reviews_per_s: float  # from the 20% point to the end: start-up and rebalances left out
+    startup_s: float  # worker start to the first visible record
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    load: float  # share of the measured maximum
+    offered_per_s: float
+    achieved_per_s: float  # what the publisher actually sent
+    reviews: int
+    p50_s: float
+    p95_s: float
+    p99_s: float
+    max_s: float
+    mean_s: float
+
+
+def _rate(arrivals: Sequence[Arrival], skip_share: float = 0.0) -> tuple[float, float]:
+    """(records/s, seconds) over the arrivals after the first instant (or after the ``skip_share`` point)."""
+    seen = sorted(a.seen_at for a in arrivals)
+    if len(seen) < 2:
+        return math.nan, 0.0
+    start = seen[min(len(seen) - 1, int(len(seen) * skip_share))]
+    later = sum(1 for s in seen if s > start)
+    span = seen[-1] - start
+    return (later / span if span > 0 else math.nan), span
+
+
+def measure_throughput(
+    servers: Servers,
+    worker: WorkerConfig,
+    reviews: Sequence[Review],
+    count: int,
+    replicas: int,
+    log_dir: Path,
+    timeout_s: float = 600.0,
+) -> ThroughputResult:
+    pipe = Pipeline(servers, log_dir)
+    sent = pipe.preload(stream(reviews, count, f"tp{replicas}r-"))
+    with pipe.tail() as tail:
+        started = time.time()
+        workers = pipe.start_workers(worker.model_dir, replicas, threads=worker.threads(replicas),
+                                     runtime=worker.runtime, extra=worker.extra_args)
+        try:
+            tail.wait_for(sent, timeout_s, workers, pipe.logs, desc=f"drain, {replicas} replica(s)")
+        finally:
+            pipe.stop_workers()
+        arrivals = tail.arrivals()
+    rate, span = _rate(arrivals)
+    steady, _ = _rate(arrivals, skip_share=0.2)
+    result = ThroughputResult(
+        replicas=replicas,
+        threads_per_worker=worker.threads(replicas),
+        reviews=sent,
+        seconds=round(span, 3),
+        reviews_per_s=round(rate, 1),
+        steady_reviews_per_s=round(steady, 1),
+        startup_s=round(min(a.seen_at for a in arrivals) - started, 2),
+    )
+    logger.info("end to end, %d replica(s): %.1f reviews/s (steady %.1f)", replicas, rate, steady)
+    return result
+
+
+def _percentiles(latencies: Sequence[float]) -> dict[str, float]:
+    values = np.asarray(latencies, dtype=np.float64)
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50_s": round(float(p50), 4), "p95_s": round(float(p95), 4), "p99_s": round(float(p99), 4),
+            "max_s": round(float(values.max()), 4), "mean_s": round(float(values.mean()), 4)}
+
+
+def measure_latency(
+    servers: Servers,
+    worker: WorkerConfig,
+    reviews: Sequence[Review],
+    replicas: int,
+    max_rate: float,
+    loads: Sequence[float],
+    duration_s: float,
+    log_dir: Path,
+    warmup: int = 512,
+) -> list[LatencyResult]:
+    if not max_rate > 0:
+        raise BenchError(f"cannot offer shares of a maximum of {max_rate} reviews/s")
+    pipe = Pipeline(servers, log_dir)
+    results: list[LatencyResult] = []
+    with pipe.tail() as tail:
+        workers = pipe.start_workers(worker.model_dir, replicas, threads=worker.threads(replicas),
+                                     runtime=worker.runtime, extra=worker.extra_args)
+        try:
+            # Warm-up, not measured: the group join, the model's first runs, the producer ids.
+            sent = pipe.preload(stream(reviews, warmup, "warm-"))
+            tail.wait_for(sent, 300, workers, pipe.logs, desc="latency warm-up")
+            for load in loads:
+                rate = load * max_rate
+                n = max(20, int(rate * duration_s))
+                start = tail.count
+                sent, seconds = pipe.publish_at_rate(stream(reviews, n, f"l{round(load * 100)}-"), rate)
+                # Past the last send, the backlog must clear at the measured maximum (plus slack).
+                tail.wait_for(start + sent, 60 + 3 * n / max_rate, workers, pipe.logs,
+                              desc=f"latency at {load:.0%} load", start=start)
+                latencies = [a.seen_at - a.event_time for a in tail.arrivals(start) if a.event_time is not None]
+                result = LatencyResult(
+                    load=load,
+                    offered_per_s=round(rate, 1),
+                    achieved_per_s=round(sent / seconds, 1) if seconds > 0 else math.nan,
+                    reviews=len(latencies),
+                    **_percentiles(latencies),
+                )
+                logger.info("latency at %.0f%% load (%.0f/s): p50 %.3fs p95 %.3fs p99 %.3fs", load * 100, rate,
+                            result.p50_s, result.p95_s, result.p99_s)
+                results.append(result)
+        finally:
+            pipe.stop_workers()
+    return results
+
+
+def run_end_to_end(
+    servers: Servers,
+    worker: WorkerConfig,
+    reviews: Sequence[Review],
+    *,
+    throughput_reviews: int,
+    replicas: Sequence[int],
+    loads: Sequence[float],
+    load_duration_s: float,
+    log_dir: Path,
+    latency_warmup: int = 512,
+) -> dict[str, Any]:
+    """Max throughput for each replica count, then latency at ``loads`` × the best, with its replica count."""
+    throughput = [measure_throughput(servers, worker, reviews, throughput_reviews, r, log_dir) for r in replicas]
+    best = max(throughput, key=lambda t: t.reviews_per_s)
+    latency = measure_latency(servers, worker, reviews, best.replicas, best.reviews_per_s, loads,
+                              load_duration_s, log_dir, warmup=latency_warmup)
+    return {
+        "throughput": [asdict(t) for t in throughput],
+        "best": asdict(best),
+        "latency_replicas": best.replicas,
+        "latency": [asdict(x) for x in latency],
+        "e2e_reviews_per_s": best.reviews_per_s,
+    }

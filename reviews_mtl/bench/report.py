@@ -1,0 +1,144 @@
+"""The readable table, the JSON document and the PNG plots of a benchmark run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _met(flag: bool | None) -> str:
+    return {True: "MET", False: "NOT MET", None: "not measured"}[flag]
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"reviews-mtl bench ({'quick' if result['config']['quick'] else 'full'}) on {m['cores']} cores, "
+        f"{m['cpu_model']}, GPU: {m['gpu'] or 'none'}; load avg {m['load_avg_1m_at_start']} at start, "
+        f"{m.get('load_avg_1m_at_end', '-')} at end",
+        f"model: {result['config']['model_dir']}; texts: {result['texts']}",
+    ]
+    if result.get("servers"):
+        lines.append(f"servers: {result['servers']}")
+    busy = m.get("other_busy_processes_at_start") or m.get("other_busy_processes_at_end")
+    if busy:
+        lines.append("other busy processes (shared machine, timings noisy): " + "; ".join(busy[:4]))
+    mo = result.get("model_only")
+    if mo:
+        lines += ["", "Model only (tokenization included), reviews/s", f"{'runtime':<12} {'device':<6} "
+                  f"{'batch':>6} {'sub':>5} {'reviews/s':>10}"]
+        for r in mo["rows"]:
+            lines.append(f"{r['runtime']:<12} {r['device']:<6} {r['batch_size']:>6} {r['sub_batch']:>5} "
+                         f"{r['reviews_per_s']:>10,.1f}")
+        lines += ["", "Tokenization alone, texts/s: " + ", ".join(
+            f"batch {t['batch_size']}: {t['texts_per_s']:,.0f}" for t in mo["tokenization"])]
+    e2e = result.get("e2e")
+    if e2e:
+        lines += ["", "End to end (broker + Redis + worker processes), drain of a pre-loaded topic",
+                  f"{'replicas':>8} {'threads':>7} {'reviews':>8} {'reviews/s':>10} {'steady/s':>9} {'start-up s':>10}"]
+        for t in e2e["throughput"]:
+            lines.append(f"{t['replicas']:>8} {t['threads_per_worker']:>7} {t['reviews']:>8} "
+                         f"{t['reviews_per_s']:>10,.1f} {t['steady_reviews_per_s']:>9,.1f} {t['startup_s']:>10.1f}")
+        lines += ["", f"Latency, review timestamp → enriched record visible (read_committed), "
+                      f"{e2e['latency_replicas']} replica(s)",
+                  f"{'load':>5} {'offered/s':>9} {'sent/s':>8} {'n':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "
+                  f"{'max s':>7}"]
+        for x in e2e["latency"]:
+            lines.append(f"{x['load']:>5.0%} {x['offered_per_s']:>9,.1f} {x['achieved_per_s']:>8,.1f} "
+                         f"{x['reviews']:>6} {x['p50_s']:>7.3f} {x['p95_s']:>7.3f} {x['p99_s']:>7.3f} "
+                         f"{x['max_s']:>7.3f}")
+    seed = result.get("seed_setup")
+    if seed:
+        lines += ["", f"Seed's setup as a service ({seed['encoder']}, batch {seed['batch_size']}, padded to "
+                      f"{seed['padded_length']}): {seed['reviews_per_s']:,.2f} reviews/s over "
+                      f"{seed['reviews']} reviews"]
+    ph = result.get("phases")
+    if ph:
+        lines += ["", f"Where one worker's time goes ({ph['reviews']} reviews, {ph['seconds']:.2f}s, "
+                      f"{ph['reviews_per_s']:,.1f} reviews/s in-process)",
+                  f"{'phase':<52} {'s':>7} {'share':>6} {'µs/review':>10}"]
+        for row in ph["phases"]:
+            lines.append(f"{row['phase']:<52} {row['seconds']:>7.3f} {row['share']:>6.1%} "
+                         f"{row['us_per_review']:>10.1f}")
+    lines += ["", "Headline",
+              f"  model_only_reviews_per_s (ONNX int8, best batch) {_fmt(result.get('model_only_reviews_per_s'))}",
+              f"  e2e_reviews_per_s                                {_fmt(result.get('e2e_reviews_per_s'))}",
+              f"  e2e_latency_p99_s (50% load)                     {_fmt(result.get('e2e_latency_p99_s'), 3)}",
+              f"  seed_setup_reviews_per_s                         {_fmt(result.get('seed_setup_reviews_per_s'), 2)}",
+              "", "Targets (issue 8)"]
+    for name, t in result["targets"].items():
+        lines.append(f"  {name:<36} {_fmt(t['value'], 3):>10}  target {'≤' if 'latency' in name else '≥'} "
+                     f"{t['target']:g}: {_met(t['met'])}")
+    lines.append(f"\n(elapsed {result['elapsed_s']:.0f}s; worker logs in {result['logs']})")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """throughput_vs_batch.png and latency_vs_load.png (whatever was measured); needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        logger.warning("matplotlib is not installed (pip install 'reviews-mtl[train]'): no plots")
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    machine = result["machine"]
+    where = f"{machine['cores']} cores, {machine['cpu_model']}" + (f", {machine['gpu']}" if machine["gpu"] else "")
+    mo = result.get("model_only")
+    if mo:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for runtime in dict.fromkeys(r["runtime"] for r in mo["rows"]):
+            rows = [r for r in mo["rows"] if r["runtime"] == runtime and r["batch_size"] == r["sub_batch"]]
+            ax.plot([r["batch_size"] for r in rows], [r["reviews_per_s"] for r in rows], marker="o", label=runtime)
+        if result.get("e2e_reviews_per_s"):
+            ax.axhline(result["e2e_reviews_per_s"], color="k", linestyle="--", label="end to end (best)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size (texts per call)")
+        ax.set_ylabel("reviews/s (tokenization included)")
+        ax.set_title(f"Model only throughput\n{where}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / "throughput_vs_batch.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    e2e = result.get("e2e")
+    if e2e and e2e["latency"]:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        loads = [x["load"] * 100 for x in e2e["latency"]]
+        for key in ("p50_s", "p95_s", "p99_s"):
+            ax.plot(loads, [x[key] for x in e2e["latency"]], marker="o", label=key[:-2])
+        ax.axhline(0.5, color="r", linestyle=":", label="p99 target at 50%")
+        ax.set_xlabel(f"offered load, % of the measured max ({e2e['best']['reviews_per_s']:,.0f} reviews/s)")
+        ax.set_ylabel("seconds, review timestamp → enriched visible")
+        ax.set_title(f"End-to-end latency, {e2e['latency_replicas']} replica(s)\n{where}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / "latency_vs_load.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

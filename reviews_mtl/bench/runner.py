@@ -1,0 +1,161 @@
+"""One benchmark run: configuration presets and the order of the parts."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases")
+
+# Issue 8's targets on 2 cores.
+TARGET_E2E_OVER_MODEL_ONLY = 0.85
+TARGET_E2E_OVER_SEED = 20.0
+TARGET_P99_AT_HALF_LOAD_S = 0.5
+TARGET_GPU_E2E_PER_S = 20_000.0
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model_dir: Path
+    quick: bool = False
+    data_dir: Path | None = None
+    broker: Literal["tansu", "apache"] = "tansu"
+    bootstrap_servers: str | None = None
+    redis_url: str | None = None
+    runtime: str = "auto"  # the workers' runtime (auto: torch on CUDA, else ONNX int8)
+    parts: tuple[str, ...] = PARTS
+    texts: int = 2048
+    batch_sizes: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256)
+    gpu_batch_sizes: tuple[int, ...] = (64, 256, 1024, 2048)
+    model_max_s: float = 8.0  # per runtime × batch size
+    e2e_reviews: int = 8000
+    replicas: tuple[int, ...] = (1, 2)
+    loads: tuple[float, ...] = (0.25, 0.5, 0.9)
+    load_duration_s: float = 30.0
+    latency_warmup: int = 512
+    seed_reviews: int = 320
+    phases_reviews: int = 4000
+    cores: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    log_dir: Path | None = None
+    extra_worker_args: tuple[str, ...] = ()
+
+    @classmethod
+    def preset(cls, model_dir: Path, quick: bool = False, **overrides: Any) -> BenchConfig:
+        base = cls(model_dir=Path(model_dir), quick=quick)
+        if quick:
+            # A few minutes on 2 cores: fewer texts and batch sizes, short drains and load steps.
+            base = replace(base, texts=512, batch_sizes=(16, 64, 256), gpu_batch_sizes=(256, 1024),
+                           model_max_s=3.0, e2e_reviews=1500, load_duration_s=8.0, latency_warmup=256,
+                           seed_reviews=64, phases_reviews=1000)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _p99_at_half_load(latency: list[dict[str, Any]]) -> float | None:
+    if not latency:
+        return None
+    row = min(latency, key=lambda r: abs(float(r["load"]) - 0.5))
+    return float(row["p99_s"])
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return None
+    return round(a / b, 3)
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run the selected parts and return the result document (what ``--json`` writes)."""
+    from reviews_mtl.bench.machine import busy_processes, cuda_available, machine_info
+    from reviews_mtl.bench.texts import load_bench_reviews
+
+    started = time.time()
+    machine = machine_info()
+    machine["other_busy_processes_at_start"] = busy_processes()
+    cuda = cuda_available()
+    corpus = load_bench_reviews(config.data_dir, limit=max(config.texts, 4000))
+    texts = corpus.texts[: config.texts]
+    result: dict[str, Any] = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "texts": corpus.origin,
+        "machine": machine,
+    }
+    log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="reviews-bench-logs-"))
+    result["logs"] = str(log_dir)
+
+    if "model-only" in config.parts:
+        from reviews_mtl.bench.model_only import run_model_only
+
+        result["model_only"] = run_model_only(
+            config.model_dir, texts, batch_sizes=config.batch_sizes, gpu_batch_sizes=config.gpu_batch_sizes,
+            max_s=config.model_max_s, cuda=cuda,
+        )
+        result["model_only_reviews_per_s"] = result["model_only"]["model_only_reviews_per_s"]
+
+    if {"e2e", "seed", "phases"} & set(config.parts):
+        from reviews_mtl.bench.end_to_end import WorkerConfig, run_end_to_end
+        from reviews_mtl.bench.infra import bench_servers
+
+        worker = WorkerConfig(config.model_dir, config.runtime, config.cores, config.extra_worker_args)
+        with bench_servers(config.broker, bootstrap_servers=config.bootstrap_servers,
+                           redis_url=config.redis_url) as servers:
+            result["servers"] = servers.description
+            if "e2e" in config.parts:
+                result["e2e"] = run_end_to_end(
+                    servers, worker, corpus.reviews, throughput_reviews=config.e2e_reviews,
+                    replicas=config.replicas, loads=config.loads, load_duration_s=config.load_duration_s,
+                    log_dir=log_dir, latency_warmup=config.latency_warmup,
+                )
+                result["e2e_reviews_per_s"] = result["e2e"]["e2e_reviews_per_s"]
+                result["e2e_latency_p99_s"] = _p99_at_half_load(result["e2e"]["latency"])
+            if "seed" in config.parts:
+                from reviews_mtl.bench.seed_setup import measure_seed
+                from reviews_mtl.model.artifact import TOKENIZER_FILE
+
+                seed = measure_seed(servers, corpus.reviews, config.seed_reviews,
+                                    config.model_dir / TOKENIZER_FILE, log_dir)
+                result["seed_setup"] = asdict(seed)
+                result["seed_setup_reviews_per_s"] = seed.reviews_per_s
+            if "phases" in config.parts:
+                from reviews_mtl.bench.phases import profile_worker
+
+                result["phases"] = profile_worker(servers, worker, corpus.reviews, config.phases_reviews, log_dir)
+
+    result["e2e_over_model_only"] = _ratio(result.get("e2e_reviews_per_s"), result.get("model_only_reviews_per_s"))
+    result["e2e_over_seed"] = _ratio(result.get("e2e_reviews_per_s"), result.get("seed_setup_reviews_per_s"))
+    result["targets"] = targets(result, cuda)
+    machine["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    machine["other_busy_processes_at_end"] = busy_processes()
+    result["elapsed_s"] = round(time.time() - started, 1)
+    return result
+
+
+def targets(result: dict[str, Any], cuda: bool) -> dict[str, Any]:
+    """Each target of issue 8 with the measured value and whether it is met (None: not measured)."""
+
+    def check(value: float | None, target: float, higher_is_better: bool = True) -> dict[str, Any]:
+        met = None if value is None else (value >= target if higher_is_better else value <= target)
+        return {"value": value, "target": target, "met": met}
+
+    out = {
+        "e2e_over_model_only": check(result.get("e2e_over_model_only"), TARGET_E2E_OVER_MODEL_ONLY),
+        "e2e_over_seed": check(result.get("e2e_over_seed"), TARGET_E2E_OVER_SEED),
+        "e2e_latency_p99_s_at_50pct": check(result.get("e2e_latency_p99_s"), TARGET_P99_AT_HALF_LOAD_S, False),
+    }
+    if cuda:
+        out["gpu_e2e_reviews_per_s_one_worker"] = check(_one_worker_rate(result), TARGET_GPU_E2E_PER_S)
+    return out
+
+
+def _one_worker_rate(result: dict[str, Any]) -> float | None:
+    for row in result.get("e2e", {}).get("throughput", []):
+        if row["replicas"] == 1:
+            return float(row["reviews_per_s"])
+    return None
