@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
+import signal
+import sys
+from types import FrameType
 
-from consumer.cli import add_arguments, run
-from reviews_mtl.cli import configure_logging
+
+def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
+    # Nothing is consumed before the worker joins its group, so there is nothing to drain: exit cleanly.
+    sys.exit(0)
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_while_starting)
+    signal.signal(signal.SIGINT, _stop_while_starting)
+    import argparse
+
+    from consumer.cli import add_arguments, run
+    from reviews_mtl.cli import configure_logging
+
     parser = argparse.ArgumentParser(prog="python -m consumer", description=__doc__)
     add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0)

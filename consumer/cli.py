@@ -103,24 +103,31 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | None) -> int:
-    from consumer.app import build_worker
+    from consumer.app import WorkerProcess, build_worker
 
-    process = build_worker(consumer, kafka, topics, redis, replica=replica)
-    worker = process.worker
+    built: list[WorkerProcess] = []
+    stop_requested = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if worker.stopping:
+        if stop_requested.is_set():
             return
+        stop_requested.set()
         log.info("signal %d: draining (at most %.0fs)", signum, consumer.drain_timeout_s)
-        worker.request_stop()
+        if built:
+            built[0].worker.request_stop()
         # The bound on the drain: past it, exit without committing; the batch is replayed elsewhere.
         timer = threading.Timer(consumer.drain_timeout_s, lambda: os._exit(3))
         timer.daemon = True
         timer.start()
 
+    # Before the model loads: a replica scaled down while starting must still exit cleanly.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    worker.run()
+    process = build_worker(consumer, kafka, topics, redis, replica=replica)
+    built.append(process)
+    if stop_requested.is_set():
+        process.worker.request_stop()
+    process.worker.run()
     if process.http is not None:
         process.http.shutdown()
     return 0

@@ -41,6 +41,7 @@ class Pipeline:
     redis_url: str
     model_dir: Path
     partitions: int = 4
+    replication_factor: int = 1
     name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -50,9 +51,10 @@ class Pipeline:
         self.dlq = f"{self.name}.dlq"
         self.group = f"{self.name}-group"
         self.prefix = f"{self.name}"
-        create_topic(self.kafka, self.input, self.partitions)
-        create_topic(self.kafka, self.enriched, self.partitions)
-        create_topic(self.kafka, self.dlq, 1)
+        rf = self.replication_factor
+        create_topic(self.kafka, self.input, self.partitions, rf)
+        create_topic(self.kafka, self.enriched, self.partitions, rf)
+        create_topic(self.kafka, self.dlq, 1, rf)
         self.store = AggregateStore(redis.Redis.from_url(self.redis_url), prefix=self.prefix)
         self.logs: list[Path] = []
 
@@ -95,6 +97,12 @@ class Pipeline:
                 p.kill()
                 codes.append(p.wait())
         return codes
+
+    def wait_for_log(self, proc: subprocess.Popen[bytes], text: str, timeout_s: float = 120.0) -> None:
+        """Wait until a worker's log contains ``text`` (e.g. ``assigned``: it has joined the group)."""
+        log = self.logs[self.procs.index(proc)]
+        self.wait_until(lambda: log.exists() and text in log.read_text(errors="replace"), timeout_s,
+                        f"{text!r} in {log}")
 
     def tail_logs(self) -> str:
         return "\n".join(f"--- {log}\n" + log.read_text(errors="replace")[-3000:] for log in self.logs if log.exists())
