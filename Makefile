@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test install lint typecheck unit integration smoke-tansu clean
+.PHONY: demo test install lint typecheck unit integration faults soak smoke-tansu clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,11 +34,20 @@ integration: install
 	$(PY) -m reviews_mtl.stack.apache_kafka fetch
 	REVIEWS_TEST_KAFKA=apache $(PY) -m pytest tests/integration -q -rs
 
+# The fault suite, short form (3,000 reviews a run, 4 kills); `make soak` is the long form.
+faults: install
+	$(PY) -m reviews_mtl.stack.apache_kafka fetch
+	REVIEWS_TEST_KAFKA=apache $(PY) -m pytest tests/faults -q -rs
+
+soak: install
+	$(PY) -m reviews_mtl.stack.apache_kafka fetch
+	REVIEWS_FAULT_REVIEWS=20000 REVIEWS_FAULT_KILLS=10 REVIEWS_TEST_KAFKA=apache $(PY) -m pytest tests/faults -q -rs -s
+
 # The smoke run of the same broker-facing tests against Tansu (the embedded broker of `make demo`).
 smoke-tansu: install
 	REVIEWS_TEST_KAFKA=tansu $(PY) -m pytest tests/integration -q -rs -m "smoke"
 
-test: lint typecheck unit integration smoke-tansu
+test: lint typecheck unit integration faults smoke-tansu
 
 clean:
 	rm -rf $(VENV) .reviews-mtl build *.egg-info
