@@ -1,0 +1,29 @@
+"""The CPU worker runs on onnxruntime + tokenizers alone: building a whole worker imports no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_cpu_worker_imports_neither_torch_nor_transformers(tiny_model_dir: Path) -> None:
+    code = (
+        "import sys, json\n"
+        "from pathlib import Path\n"
+        "import consumer.cli, consumer.app, consumer.worker, consumer.output, consumer.supervisor\n"
+        "from reviews_mtl.settings import ConsumerSettings, KafkaSettings, RedisSettings, TopicSettings\n"
+        "from consumer.app import build_worker\n"
+        f"s = ConsumerSettings(model_dir=Path({str(tiny_model_dir)!r}), runtime='onnx-int8', metrics_port=0)\n"
+        # Nothing is contacted while building: librdkafka connects lazily, Redis on first command.
+        "wp = build_worker(s, KafkaSettings(bootstrap_servers='127.0.0.1:1'), TopicSettings(),\n"
+        "                  RedisSettings(url='redis://127.0.0.1:1/0'))\n"
+        "preds = wp.worker.processor.predictor.predict(['works great', 'broke in a day'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))\n"
+        "print(json.dumps({'n': len(preds), 'heavy': heavy}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"n": 2, "heavy": []}
