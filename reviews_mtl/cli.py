@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reviews-mtl",
         description="Streaming multi-task review analysis over Kafka and Redis.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMAND_GROUPS:
         try:
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * min(verbosity, 2) if verbosity else logging.INFO
+    level = logging.DEBUG if verbosity else logging.INFO
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

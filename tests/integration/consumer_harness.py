@@ -44,6 +44,7 @@ class Pipeline:
     replication_factor: int = 1
     name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.input = f"{self.name}.reviews"
@@ -73,6 +74,7 @@ class Pipeline:
             "REVIEWS_CONSUMER_BATCH_MAX_WAIT_MS": "100",
             "REVIEWS_CONSUMER_SESSION_TIMEOUT_MS": "6000",
         })
+        env.update(self.extra_env)
         return env
 
     def start_worker(self, *extra: str, threads: int = 1) -> subprocess.Popen[bytes]:
