@@ -134,9 +134,9 @@ def _width_pct(style: str) -> float:
 
 @pytest.fixture(scope="module")
 def run(
-    kafka_settings: KafkaSettings, redis_url: str, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    kafka_settings: KafkaSettings, redis_url: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> RealRun:
-    return real_run(kafka_settings, redis_url, tiny_model_dir, tmp_path_factory.mktemp("page-run"))
+    return real_run(kafka_settings, redis_url, demo_model_dir, tmp_path_factory.mktemp("page-run"))
 
 
 def test_page_renders_products_table(run: RealRun, tmp_path: Path) -> None:

@@ -63,9 +63,9 @@ class Recount:
 
 @pytest.fixture(scope="module")
 def run(
-    kafka_settings: KafkaSettings, redis_url: str, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    kafka_settings: KafkaSettings, redis_url: str, demo_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> RealRun:
-    return real_run(kafka_settings, redis_url, tiny_model_dir, tmp_path_factory.mktemp("recount-run"))
+    return real_run(kafka_settings, redis_url, demo_model_dir, tmp_path_factory.mktemp("recount-run"))
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,7 @@ def _cli(run: RealRun, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(
-    "by", ["negative_share", "positive_share", "review_count", "rating_mean", "aspect:quality", "complaints:durability"]
-)
+@pytest.mark.parametrize("by", ["negative_share", "rating_mean", "aspect:quality"])
 def test_cli_top_equals_recount(run: RealRun, recount: Recount, by: str) -> None:
     result = _cli(run, "top", "--by", by, "-n", "5", "--json")
     assert result.returncode == 0, result.stderr
@@ -122,7 +120,8 @@ def test_cli_top_equals_recount(run: RealRun, recount: Recount, by: str) -> None
 
 
 def test_cli_show_equals_recount(run: RealRun, recount: Recount) -> None:
-    for product in recount.count:
+    # The API test covers every product; here a few, since each CLI call is a fresh interpreter.
+    for product in sorted(recount.count)[:3]:
         result = _cli(run, "show", product, "--json")
         assert result.returncode == 0, result.stderr
         body = json.loads(result.stdout)
