@@ -123,11 +123,25 @@ def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | N
     # Before the model loads: a replica scaled down while starting must still exit cleanly.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    process = build_worker(consumer, kafka, topics, redis, replica=replica)
+    from confluent_kafka import KafkaException
+
+    from consumer.output import OutputError
+    from reviews_mtl.model.artifact import ArtifactError
+
+    try:
+        process = build_worker(consumer, kafka, topics, redis, replica=replica)
+    except ArtifactError as exc:
+        log.error("cannot load the model: %s (train one with `reviews-mtl train`, or pass --model DIR)", exc)
+        return 2
     built.append(process)
     if stop_requested.is_set():
         process.worker.request_stop()
-    process.worker.run()
+    try:
+        process.worker.run()
+    except (KafkaException, OutputError) as exc:
+        # Fatal for this process (e.g. fenced by a newer instance): exit non-zero so it is restarted.
+        log.error("Kafka failed: %s (bootstrap servers %s)", exc, kafka.bootstrap_servers)
+        return 1
     if process.http is not None:
         process.http.shutdown()
     return 0
