@@ -33,6 +33,10 @@ def _env_list(name: str) -> list[str] | None:
     return value.split(os.pathsep) if value else None
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "produce",
@@ -58,16 +62,38 @@ def register(subparsers: Any) -> None:
         help="read the star-rated review sources of this data directory, e.g. ../shared/data "
         "(env REVIEWS_PRODUCER_FROM_DATA)",
     )
-    source.add_argument("--sources", nargs="+", metavar="NAME", help="with --from-data: only these sources")
+    source.add_argument(
+        "--sources",
+        nargs="+",
+        metavar="NAME",
+        default=_env_list("REVIEWS_PRODUCER_SOURCES"),
+        help="with --from-data: only these sources (env REVIEWS_PRODUCER_SOURCES, ':'-separated)",
+    )
     source.add_argument(
         "--format",
         choices=("jsonl", "csv", "parquet"),
         default=os.environ.get("REVIEWS_PRODUCER_FORMAT"),
         help="file format, when the suffix does not tell (env REVIEWS_PRODUCER_FORMAT)",
     )
-    source.add_argument("--limit", type=int, metavar="N", help="stop after N valid reviews")
-    source.add_argument("--shuffle", action="store_true", help="with --from-data: mix sources (seeded)")
-    source.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    source.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        default=os.environ.get("REVIEWS_PRODUCER_LIMIT"),  # argparse applies type= to a string default
+        help="stop after N valid reviews (env REVIEWS_PRODUCER_LIMIT)",
+    )
+    source.add_argument(
+        "--shuffle",
+        action="store_true",
+        default=_env_flag("REVIEWS_PRODUCER_SHUFFLE"),
+        help="with --from-data: mix sources, seeded (env REVIEWS_PRODUCER_SHUFFLE)",
+    )
+    source.add_argument(
+        "--seed",
+        type=int,
+        default=os.environ.get("REVIEWS_PRODUCER_SEED", "0"),
+        help="shuffle seed (env REVIEWS_PRODUCER_SEED, default 0)",
+    )
     source.add_argument(
         "--on-invalid",
         choices=("skip", "fail"),
@@ -101,7 +127,7 @@ def register(subparsers: Any) -> None:
     kafka.add_argument(
         "--stamp-now",
         action="store_true",
-        default=os.environ.get("REVIEWS_PRODUCER_STAMP_NOW", "").lower() in ("1", "true", "yes"),
+        default=_env_flag("REVIEWS_PRODUCER_STAMP_NOW"),
         help="set each review's timestamp to its send time, for end-to-end latency tests "
         "(env REVIEWS_PRODUCER_STAMP_NOW)",
     )
@@ -111,10 +137,22 @@ def register(subparsers: Any) -> None:
         "--export-jsonl",
         type=Path,
         metavar="OUT",
-        help="write the valid reviews to OUT as contract JSONL (timestamps filled in) instead of sending",
+        default=os.environ.get("REVIEWS_PRODUCER_EXPORT_JSONL"),
+        help="write the valid reviews to OUT as contract JSONL (timestamps filled in) instead of sending "
+        "(env REVIEWS_PRODUCER_EXPORT_JSONL)",
     )
-    out.add_argument("--json", action="store_true", help="print the summary as JSON")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar (default: only on a terminal)")
+    out.add_argument(
+        "--json",
+        action="store_true",
+        default=_env_flag("REVIEWS_PRODUCER_JSON"),
+        help="print the summary as JSON (env REVIEWS_PRODUCER_JSON)",
+    )
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        default=_env_flag("REVIEWS_PRODUCER_NO_PROGRESS"),
+        help="no progress bar; by default one is shown only on a terminal (env REVIEWS_PRODUCER_NO_PROGRESS)",
+    )
     parser.set_defaults(func=run)
 
 
