@@ -55,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--e2e-reviews", type=int, help="reviews pre-loaded for each throughput drain")
     p.add_argument("--load-duration", type=float, dest="load_duration_s", help="seconds per offered load")
     p.add_argument("--seed-reviews", type=int, help="reviews drained by the seed setup")
+    p.add_argument("--phases-reviews", type=int, help="reviews drained by the in-process worker whose phases are timed")
     p.add_argument("--log-dir", type=Path, help="where worker logs go (default a temporary directory)")
 
 
@@ -80,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         bootstrap_servers=args.bootstrap_servers, redis_url=args.redis_url, runtime=args.runtime,
         parts=tuple(p for p in PARTS if p in parts), batch_sizes=args.batch_sizes, replicas=args.replicas,
         loads=args.loads, e2e_reviews=args.e2e_reviews, load_duration_s=args.load_duration_s,
-        seed_reviews=args.seed_reviews, log_dir=args.log_dir,
+        seed_reviews=args.seed_reviews, phases_reviews=args.phases_reviews, log_dir=args.log_dir,
     )
 
 

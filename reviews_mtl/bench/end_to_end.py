@@ -65,6 +65,12 @@ class LatencyResult:
     p99_s: float
     max_s: float
     mean_s: float
+    # Medians of the parts of a review's latency (what dominates it): review sent → model output ready
+    # (producer, broker, micro-batch wait, decode, tokenize, model), → enriched message produced (records,
+    # Redis script), → visible to read_committed readers (transaction commit, reader fetch).
+    to_prediction_p50_s: float | None = None
+    prediction_to_produce_p50_s: float | None = None
+    produce_to_visible_p50_s: float | None = None
 
 
 def _rate(arrivals: Sequence[Arrival], skip_share: float = 0.0) -> tuple[float, float]:
@@ -99,6 +105,8 @@ def measure_throughput(
             pipe.stop_workers()
         arrivals = tail.arrivals()
     rate, span = _rate(arrivals)
+    if math.isnan(rate):
+        raise BenchError(f"all {sent} records became visible at once: too few to time; pre-load several batches")
     steady, _ = _rate(arrivals, skip_share=0.2)
     result = ThroughputResult(
         replicas=replicas,
@@ -118,6 +126,20 @@ def _percentiles(latencies: Sequence[float]) -> dict[str, float]:
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return {"p50_s": round(float(p50), 4), "p95_s": round(float(p95), 4), "p99_s": round(float(p99), 4),
             "max_s": round(float(values.max()), 4), "mean_s": round(float(values.mean()), 4)}
+
+
+def _parts(arrivals: Sequence[Arrival]) -> dict[str, float | None]:
+    def median(values: list[float]) -> float | None:
+        return round(float(np.median(values)), 4) if values else None
+
+    return {
+        "to_prediction_p50_s": median([a.processed_at - a.event_time for a in arrivals
+                                       if a.processed_at is not None and a.event_time is not None]),
+        "prediction_to_produce_p50_s": median([a.produced_at - a.processed_at for a in arrivals
+                                               if a.produced_at is not None and a.processed_at is not None]),
+        "produce_to_visible_p50_s": median([a.seen_at - a.produced_at for a in arrivals
+                                            if a.produced_at is not None]),
+    }
 
 
 def measure_latency(
@@ -150,13 +172,19 @@ def measure_latency(
                 # Past the last send, the backlog must clear at the measured maximum (plus slack).
                 tail.wait_for(start + sent, 60 + 3 * n / max_rate, workers, pipe.logs,
                               desc=f"latency at {load:.0%} load", start=start)
-                latencies = [a.seen_at - a.event_time for a in tail.arrivals(start) if a.event_time is not None]
+                arrivals = [a for a in tail.arrivals(start) if a.event_time is not None]
+                pct = _percentiles([a.seen_at - a.event_time for a in arrivals if a.event_time is not None])
+                parts = _parts(arrivals)
                 result = LatencyResult(
                     load=load,
                     offered_per_s=round(rate, 1),
                     achieved_per_s=round(sent / seconds, 1) if seconds > 0 else math.nan,
-                    reviews=len(latencies),
-                    **_percentiles(latencies),
+                    reviews=len(arrivals),
+                    p50_s=pct["p50_s"], p95_s=pct["p95_s"], p99_s=pct["p99_s"], max_s=pct["max_s"],
+                    mean_s=pct["mean_s"],
+                    to_prediction_p50_s=parts["to_prediction_p50_s"],
+                    prediction_to_produce_p50_s=parts["prediction_to_produce_p50_s"],
+                    produce_to_visible_p50_s=parts["produce_to_visible_p50_s"],
                 )
                 logger.info("latency at %.0f%% load (%.0f/s): p50 %.3fs p95 %.3fs p99 %.3fs", load * 100, rate,
                             result.p50_s, result.p95_s, result.p99_s)

@@ -109,6 +109,8 @@ class Arrival:
     seen_at: float  # wall clock when the read_committed consumer got it
     event_time: float | None  # the review's ``timestamp``
     review_id: str
+    processed_at: float | None = None  # the record's ``processed_at``: the model's output was ready
+    produced_at: float | None = None  # the enriched message's CreateTime: produced inside the transaction
 
 
 class EnrichedTail:
@@ -145,7 +147,7 @@ class EnrichedTail:
         self.stop()
 
     def _run(self) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, TopicPartition
 
         from reviews_mtl.kafka import make_consumer
 
@@ -177,8 +179,15 @@ class EnrichedTail:
                     if not value:
                         continue
                     record = json.loads(value)
-                    ts = record.get("timestamp")
-                    batch.append(Arrival(now, float(ts) if ts is not None else None, str(record.get("review_id"))))
+                    ts, done = record.get("timestamp"), record.get("processed_at")
+                    kind, created_ms = m.timestamp()
+                    batch.append(Arrival(
+                        now,
+                        float(ts) if ts is not None else None,
+                        str(record.get("review_id")),
+                        float(done) if done is not None else None,
+                        created_ms / 1000.0 if kind != TIMESTAMP_NOT_AVAILABLE else None,
+                    ))
                 with self._lock:
                     self._arrivals.extend(batch)
         except BaseException as exc:  # reported by wait_for

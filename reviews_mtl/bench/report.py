@@ -54,11 +54,13 @@ def render(result: dict[str, Any]) -> str:
         lines += ["", f"Latency, review timestamp → enriched record visible (read_committed), "
                       f"{e2e['latency_replicas']} replica(s)",
                   f"{'load':>5} {'offered/s':>9} {'sent/s':>8} {'n':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "
-                  f"{'max s':>7}"]
+                  f"{'max s':>7} | p50 parts: {'→model':>7} {'→produce':>8} {'→visible':>8}"]
         for x in e2e["latency"]:
             lines.append(f"{x['load']:>5.0%} {x['offered_per_s']:>9,.1f} {x['achieved_per_s']:>8,.1f} "
                          f"{x['reviews']:>6} {x['p50_s']:>7.3f} {x['p95_s']:>7.3f} {x['p99_s']:>7.3f} "
-                         f"{x['max_s']:>7.3f}")
+                         f"{x['max_s']:>7.3f} |            {_fmt(x.get('to_prediction_p50_s'), 3):>7} "
+                         f"{_fmt(x.get('prediction_to_produce_p50_s'), 3):>8} "
+                         f"{_fmt(x.get('produce_to_visible_p50_s'), 3):>8}")
     seed = result.get("seed_setup")
     if seed:
         lines += ["", f"Seed's setup as a service ({seed['encoder']}, batch {seed['batch_size']}, padded to "

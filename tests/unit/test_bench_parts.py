@@ -1,0 +1,93 @@
+"""The benchmark's pure parts: rates, percentiles, latency parts, id streams, targets, config and CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from reviews_mtl.bench.end_to_end import WorkerConfig, _parts, _percentiles, _rate
+from reviews_mtl.bench.infra import Arrival
+from reviews_mtl.bench.runner import PARTS, BenchConfig, _p99_at_half_load, _ratio, targets
+from reviews_mtl.bench.texts import stream
+from reviews_mtl.contracts import Review
+
+
+def test_rate_counts_records_after_the_first_instant() -> None:
+    # The first batch becomes visible at t=10 (4 records); 6 more arrive by t=13: 6 records in 3 s.
+    times = [10.0] * 4 + [11.0, 11.0, 12.0, 12.0, 13.0, 13.0]
+    arrivals = [Arrival(t, None, str(i)) for i, t in enumerate(times)]
+    rate, span = _rate(arrivals)
+    assert span == pytest.approx(3.0)
+    assert rate == pytest.approx(2.0)
+    assert math.isnan(_rate(arrivals[:1])[0])
+
+
+def test_percentiles_and_latency_parts() -> None:
+    pct = _percentiles([0.1 * i for i in range(1, 101)])
+    assert pct["p50_s"] == pytest.approx(5.05, abs=1e-3)
+    assert pct["p99_s"] == pytest.approx(9.901, abs=1e-3)
+    assert pct["max_s"] == pytest.approx(10.0)
+    parts = _parts([Arrival(seen_at=10.5, event_time=10.0, review_id="a", processed_at=10.3, produced_at=10.4)])
+    assert parts == {"to_prediction_p50_s": pytest.approx(0.3), "prediction_to_produce_p50_s": pytest.approx(0.1),
+                     "produce_to_visible_p50_s": pytest.approx(0.1)}
+
+
+def test_stream_gives_unique_ids_per_tag() -> None:
+    base = [Review(review_id=f"r{i}", product_id="p", text="fine") for i in range(3)]
+    first = [r.review_id for r in stream(base, 7, "a-")]
+    second = [r.review_id for r in stream(base, 7, "b-")]
+    assert len(set(first)) == 7
+    assert not set(first) & set(second)
+
+
+def test_worker_threads_split_cores_between_replicas() -> None:
+    config = WorkerConfig(Path("m"), cores=2)
+    assert config.threads(1) == 2
+    assert config.threads(2) == 1
+    assert config.threads(4) == 1
+
+
+def test_targets_and_ratios() -> None:
+    assert _ratio(90.0, 100.0) == 0.9
+    assert _ratio(None, 100.0) is None
+    assert _ratio(1.0, 0.0) is None
+    latency = [{"load": 0.25, "p99_s": 0.2}, {"load": 0.5, "p99_s": 0.4}, {"load": 0.9, "p99_s": 2.0}]
+    assert _p99_at_half_load(latency) == 0.4
+    result = {"e2e_over_model_only": 0.9, "e2e_over_seed": 12.0, "e2e_latency_p99_s": 0.4}
+    checked = targets(result, cuda=False)
+    assert checked["e2e_over_model_only"]["met"] is True
+    assert checked["e2e_over_seed"]["met"] is False
+    assert checked["e2e_latency_p99_s_at_50pct"]["met"] is True
+    assert "gpu_e2e_reviews_per_s_one_worker" not in checked
+    assert targets({}, cuda=True)["gpu_e2e_reviews_per_s_one_worker"]["met"] is None
+
+
+def test_quick_preset_is_smaller_and_overrides_win() -> None:
+    full = BenchConfig.preset(Path("m"))
+    quick = BenchConfig.preset(Path("m"), quick=True, replicas=(1,), loads=None)
+    assert quick.texts < full.texts and quick.e2e_reviews < full.e2e_reviews
+    assert quick.replicas == (1,)
+    assert quick.loads == full.loads  # None leaves the preset's value
+
+
+def test_cli_builds_the_config(tmp_path: Path) -> None:
+    from reviews_mtl.bench.cli import config_from_args
+    from reviews_mtl.cli import build_parser
+
+    args = build_parser().parse_args([
+        "bench", "--model", str(tmp_path), "--quick", "--skip", "seed,phases", "--replicas", "1,2,3",
+        "--loads", "0.5", "--batch-sizes", "4,8", "--broker", "apache", "--json", str(tmp_path / "b.json"),
+    ])
+    assert args.func.__module__ == "reviews_mtl.bench.cli"
+    config = config_from_args(args)
+    assert config.parts == ("model-only", "e2e")
+    assert config.replicas == (1, 2, 3)
+    assert config.loads == (0.5,)
+    assert config.batch_sizes == (4, 8)
+    assert config.broker == "apache"
+    assert config.quick
+    with pytest.raises(SystemExit):
+        config_from_args(build_parser().parse_args(["bench", "--model", str(tmp_path), "--only", "nope"]))
+    assert set(PARTS) == {"model-only", "e2e", "seed", "phases"}
