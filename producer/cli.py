@@ -228,7 +228,15 @@ def _export(args: argparse.Namespace, on_invalid: str) -> int:
     start = time.monotonic()
     summary.sent = write_jsonl(with_timestamps(valid(), total), args.export_jsonl)
     summary.elapsed_s = time.monotonic() - start
-    _print_summary(summary, args.json)
+    if args.json:
+        _print_summary(summary, True)
+    else:
+        print(
+            f"wrote {summary.sent} reviews to {args.export_jsonl} in {summary.elapsed_s:.2f}s, "
+            f"invalid {summary.invalid}"
+        )
+        for record in summary.invalid_records:
+            print(f"  invalid {record}")
     return EXIT_OK
 
 

@@ -192,7 +192,9 @@ class Publisher:
                 self._fatal = str(err)
             if len(self.summary.failures) < MAX_SAMPLES:
                 self.summary.failures.append(DeliveryFailure(review_id, product_id, str(err)))
-            logger.error("delivery failed for review %s: %s", review_id, err)
+                logger.error("delivery failed for review %s: %s", review_id, err)
+            elif self.summary.failed % 1000 == 0:  # a dead broker fails every record: log a count, not each
+                logger.error("%d deliveries failed so far; latest: %s", self.summary.failed, err)
 
         return on_delivery
 
