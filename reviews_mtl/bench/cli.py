@@ -50,6 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", help=f"comma-separated parts to run (of {','.join(PARTS)})")
     p.add_argument("--skip", help="comma-separated parts to leave out")
     p.add_argument("--batch-sizes", type=_ints, help="model-only CPU batch sizes, e.g. 1,16,64,256")
+    p.add_argument("--gpu-batch-sizes", type=_ints, help="model-only CUDA batch sizes (default 64,256,1024,2048)")
+    p.add_argument("--batch-max-records", type=int, help="the workers' micro-batch size bound (default: the service's)")
+    p.add_argument("--batch-max-wait-ms", type=int, help="the workers' micro-batch time bound (default: the service's)")
+    p.add_argument("--seed-device", choices=["auto", "cpu", "cuda"], help="where the seed's model runs (default auto)")
     p.add_argument("--replicas", type=_ints, help="end-to-end replica counts (default 1,2)")
     p.add_argument("--loads", type=_floats, help="offered loads as shares of the max (default 0.25,0.5,0.9)")
     p.add_argument("--e2e-reviews", type=int, help="reviews pre-loaded for each throughput drain")
@@ -79,7 +83,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return BenchConfig.preset(
         Path(model_dir), quick=args.quick, data_dir=args.data, broker=args.broker,
         bootstrap_servers=args.bootstrap_servers, redis_url=args.redis_url, runtime=args.runtime,
-        parts=tuple(p for p in PARTS if p in parts), batch_sizes=args.batch_sizes, replicas=args.replicas,
+        parts=tuple(p for p in PARTS if p in parts), batch_sizes=args.batch_sizes,
+        gpu_batch_sizes=args.gpu_batch_sizes, batch_max_records=args.batch_max_records,
+        batch_max_wait_ms=args.batch_max_wait_ms, seed_device=args.seed_device, replicas=args.replicas,
         loads=args.loads, e2e_reviews=args.e2e_reviews, load_duration_s=args.load_duration_s,
         seed_reviews=args.seed_reviews, phases_reviews=args.phases_reviews, log_dir=args.log_dir,
     )

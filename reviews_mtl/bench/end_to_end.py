@@ -36,7 +36,17 @@ class WorkerConfig:
     model_dir: Path
     runtime: str = "auto"
     cores: int = 2
-    extra_args: tuple[str, ...] = ()
+    batch_max_records: int | None = None  # None: the service's default
+    batch_max_wait_ms: int | None = None
+
+    @property
+    def extra_args(self) -> tuple[str, ...]:
+        args: tuple[str, ...] = ()
+        if self.batch_max_records is not None:
+            args += ("--batch-max-records", str(self.batch_max_records))
+        if self.batch_max_wait_ms is not None:
+            args += ("--batch-max-wait-ms", str(self.batch_max_wait_ms))
+        return args
 
     def threads(self, replicas: int) -> int:
         # One worker per core is the CPU deployment; threads are split so replicas do not oversubscribe.

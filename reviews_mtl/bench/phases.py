@@ -126,6 +126,9 @@ def profile_worker(
         group_id=pipe.group, metrics_port=0, session_timeout_ms=6000,
         intra_op_threads=worker_config.threads(1),
     )
+    bounds = {"batch_max_records": worker_config.batch_max_records,
+              "batch_max_wait_ms": worker_config.batch_max_wait_ms}
+    settings = settings.model_copy(update={k: v for k, v in bounds.items() if v is not None})
     redis_settings = RedisSettings(url=servers.redis_url, key_prefix=pipe.prefix)  # type: ignore[arg-type]
     topics = TopicSettings(input=pipe.input, enriched=pipe.enriched, dlq=pipe.dlq)
     process = build_worker(settings, servers.kafka, topics, redis_settings)

@@ -45,7 +45,9 @@ class BenchConfig:
     phases_reviews: int = 4000
     cores: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
     log_dir: Path | None = None
-    extra_worker_args: tuple[str, ...] = ()
+    batch_max_records: int | None = None  # the workers' micro-batch bounds (None: the service's defaults)
+    batch_max_wait_ms: int | None = None
+    seed_device: str = "auto"  # where the seed's model runs (auto: CUDA when present, as the seed would)
 
     @classmethod
     def preset(cls, model_dir: Path, quick: bool = False, **overrides: Any) -> BenchConfig:
@@ -103,7 +105,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         from reviews_mtl.bench.end_to_end import WorkerConfig, run_end_to_end
         from reviews_mtl.bench.infra import bench_servers
 
-        worker = WorkerConfig(config.model_dir, config.runtime, config.cores, config.extra_worker_args)
+        worker = WorkerConfig(config.model_dir, config.runtime, config.cores, config.batch_max_records,
+                              config.batch_max_wait_ms)
         with bench_servers(config.broker, bootstrap_servers=config.bootstrap_servers,
                            redis_url=config.redis_url) as servers:
             result["servers"] = servers.description
@@ -119,8 +122,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 from reviews_mtl.bench.seed_setup import measure_seed
                 from reviews_mtl.model.artifact import TOKENIZER_FILE
 
+                device = config.seed_device if config.seed_device != "auto" else ("cuda" if cuda else "cpu")
                 seed = measure_seed(servers, corpus.reviews, config.seed_reviews,
-                                    config.model_dir / TOKENIZER_FILE, log_dir)
+                                    config.model_dir / TOKENIZER_FILE, log_dir, device=device)
                 result["seed_setup"] = asdict(seed)
                 result["seed_setup_reviews_per_s"] = seed.reviews_per_s
             if "phases" in config.parts:

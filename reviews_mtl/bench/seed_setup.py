@@ -47,6 +47,7 @@ class SeedResult:
     seconds: float
     reviews_per_s: float
     startup_s: float
+    device: str = "cpu"
     batch_size: int = SEED_BATCH
     padded_length: int = SEED_LENGTH
     encoder: str = "DistilBERT-shaped (6 layers, hidden 768, 12 heads, FFN 3072), random weights, fp32 eager"
@@ -59,6 +60,7 @@ def measure_seed(
     tokenizer_path: Path,
     log_dir: Path,
     timeout_s: float = 900.0,
+    device: str = "cpu",
 ) -> SeedResult:
     from reviews_mtl.bench.end_to_end import _rate
 
@@ -70,7 +72,7 @@ def measure_seed(
             [sys.executable, "-m", "reviews_mtl.bench.seed_setup", "--bootstrap-servers",
              servers.kafka.bootstrap_servers, "--redis-url", servers.redis_url, "--input", pipe.input,
              "--output", pipe.enriched, "--group", pipe.group, "--prefix", pipe.prefix,
-             "--tokenizer", str(tokenizer_path)],
+             "--tokenizer", str(tokenizer_path), "--device", device],
             "seed",
         )
         try:
@@ -81,7 +83,7 @@ def measure_seed(
     rate, span = _rate(arrivals)
     logger.info("seed setup: %.1f reviews/s", rate)
     return SeedResult(reviews=sent, seconds=round(span, 3), reviews_per_s=round(rate, 2),
-                      startup_s=round(min(a.seen_at for a in arrivals) - started, 2))
+                      startup_s=round(min(a.seen_at for a in arrivals) - started, 2), device=device)
 
 
 # -- the seed service itself (runs in its own process) ------------------------------------------------------------
@@ -114,7 +116,8 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    model = build_seed_model()
+    device = torch.device(args.device)
+    model = build_seed_model().to(device)  # fp32 eager, on the GPU when the seed had one
     tokenizer = Tokenizer.from_file(args.tokenizer)
     pad_id = int(tokenizer.token_to_id("[PAD]") or 0)
     tokenizer.enable_truncation(max_length=SEED_LENGTH)
@@ -138,8 +141,8 @@ def serve(args: argparse.Namespace) -> int:
                     continue
             texts = [f"{r['title']}. {r['text']}" if r.get("title") else r["text"] for r in rows]
             encodings = tokenizer.encode_batch(texts)
-            ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)  # (16, 128)
-            mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)  # (16, 128)
+            ids = torch.tensor([e.ids for e in encodings], dtype=torch.long).to(device)  # (16, 128)
+            mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long).to(device)  # (16, 128)
             with torch.inference_mode():
                 out = model(input_ids=ids, attention_mask=mask)
             sentiment = torch.softmax(out.sentiment_logits, dim=-1).tolist()
@@ -177,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--tokenizer", required=True, help="a BERT-uncased tokenizer.json (DistilBERT's vocabulary)")
+    parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return serve(args)
