@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +115,7 @@ def fetch_jars(version: str = DEFAULT_KAFKA_VERSION, *, force: bool = False) -> 
         mvn,
         "-q",
         "-B",
+        "-Dstyle.color=never",
         "-f",
         str(pom),
         f"-Dkafka.version={version}",
@@ -124,7 +127,9 @@ def fetch_jars(version: str = DEFAULT_KAFKA_VERSION, *, force: bool = False) -> 
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not _has_broker_jar(staging, version):
         shutil.rmtree(staging, ignore_errors=True)
-        output = (result.stdout + result.stderr).strip()[-4000:]
+        with contextlib.suppress(OSError):
+            libs.parent.rmdir()  # only if empty: a version that does not exist leaves no trace
+        output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).strip()[-4000:]
         raise ApacheKafkaError(f"mvn could not resolve org.apache.kafka:kafka_2.13:{version}:\n{output}")
     if libs.exists():
         shutil.rmtree(libs)
