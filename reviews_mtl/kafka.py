@@ -309,10 +309,11 @@ def read_topic(
 ) -> list[Message]:
     """Every record of every partition of ``topic`` from the beginning, sorted by (partition, offset).
 
-    Stops when each partition's position reaches the high watermark taken at the start, when nothing new
+    Reads until each partition's position reaches the high watermark taken at the start, or nothing new
     has arrived for ``idle_s`` (needed under ``read_committed``: an open transaction keeps the visible end
-    below the high watermark), or at ``timeout_s`` (logged). For tests, benchmarks and tools; not for the
-    streaming path.
+    below the high watermark), or ``timeout_s`` (logged); then drains until one 0.5s poll comes back empty,
+    because the watermark is only a lower bound (later records; Tansu 0.6 understates it). For tests,
+    benchmarks and tools; not for the streaming path.
     """
     consumer = _reader(kafka, isolation)
     messages: list[Message] = []
