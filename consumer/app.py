@@ -84,8 +84,10 @@ def build_worker(
             "stats_cb": on_stats,
         },
     )
-    extra: dict[str, object] = {"transactional.id": transactional_id(settings, replica)} \
-        if settings.transactions else {}
+    extra: dict[str, object] = {
+        "transactional.id": transactional_id(settings, replica),
+        "transaction.timeout.ms": settings.transaction_timeout_ms,
+    } if settings.transactions else {}
     producer = make_producer(kafka, ProducerSettings(linger_ms=2), **extra)
     output = KafkaOutput(producer, consumer, enriched_topic=topics.enriched, dlq_topic=topics.dlq,
                          transactional=settings.transactions)

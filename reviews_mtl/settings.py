@@ -129,6 +129,9 @@ class ConsumerSettings(BaseSettings):
     batch_max_wait_ms: int = Field(default=200, ge=1)
     transactions: bool = True
     transactional_id_prefix: str = "reviews-mtl"
+    # A crashed worker's open transaction holds back read_committed readers until the broker aborts it:
+    # keep that short. It must exceed the time one batch takes to process and commit.
+    transaction_timeout_ms: int = Field(default=15000, ge=1000)
     auto_offset_reset: AutoOffsetReset = "earliest"
     session_timeout_ms: int = Field(default=45000, ge=6000)
     max_poll_interval_ms: int = Field(default=300000, ge=10000)
