@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-# (module, attribute) of each command group's register function, in --help order.
+# The modules whose ``register(subparsers)`` adds each command group, in --help order.
 _COMMAND_GROUPS: tuple[str, ...] = (
     "reviews_mtl.stack.cli",
     "reviews_mtl.model.cli",
@@ -52,13 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMAND_GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue  # a command group not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
