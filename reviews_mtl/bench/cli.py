@@ -107,4 +107,4 @@ def run(args: argparse.Namespace) -> int:
     print(render(result))
     if args.json:
         print(f"JSON: {args.json}")
-    return 0
+    return 1 if result.get("errors") else 0

@@ -83,6 +83,8 @@ def render(result: dict[str, Any]) -> str:
     for name, t in result["targets"].items():
         lines.append(f"  {name:<36} {_fmt(t['value'], 3):>10}  target {'≤' if 'latency' in name else '≥'} "
                      f"{t['target']:g}: {_met(t['met'])}")
+    for name, error in (result.get("errors") or {}).items():
+        lines.append(f"  FAILED part {name}: {error[:400]}")
     lines.append(f"\n(elapsed {result['elapsed_s']:.0f}s; worker logs in {result['logs']})")
     return "\n".join(lines)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -92,14 +94,28 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="reviews-bench-logs-"))
     result["logs"] = str(log_dir)
 
+    errors: dict[str, str] = {}
+
+    @contextlib.contextmanager
+    def part(name: str) -> Iterator[None]:
+        # A failed part is recorded and the others still run: one broken step must not lose the rest.
+        try:
+            yield
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            logger.exception("bench part %s failed", name)
+            errors[name] = f"{type(exc).__name__}: {exc}"
+
     if "model-only" in config.parts:
         from reviews_mtl.bench.model_only import run_model_only
 
-        result["model_only"] = run_model_only(
-            config.model_dir, texts, batch_sizes=config.batch_sizes, gpu_batch_sizes=config.gpu_batch_sizes,
-            max_s=config.model_max_s, cuda=cuda,
-        )
-        result["model_only_reviews_per_s"] = result["model_only"]["model_only_reviews_per_s"]
+        with part("model-only"):
+            result["model_only"] = run_model_only(
+                config.model_dir, texts, batch_sizes=config.batch_sizes, gpu_batch_sizes=config.gpu_batch_sizes,
+                max_s=config.model_max_s, cuda=cuda,
+            )
+            result["model_only_reviews_per_s"] = result["model_only"]["model_only_reviews_per_s"]
 
     if {"e2e", "seed", "phases"} & set(config.parts):
         from reviews_mtl.bench.end_to_end import WorkerConfig, run_end_to_end
@@ -107,36 +123,41 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
         worker = WorkerConfig(config.model_dir, config.runtime, config.cores, config.batch_max_records,
                               config.batch_max_wait_ms)
-        with bench_servers(config.broker, bootstrap_servers=config.bootstrap_servers,
-                           redis_url=config.redis_url) as servers:
+        with part("servers"), bench_servers(config.broker, bootstrap_servers=config.bootstrap_servers,
+                                            redis_url=config.redis_url) as servers:
             result["servers"] = servers.description
             if "e2e" in config.parts:
-                result["e2e"] = run_end_to_end(
-                    servers, worker, corpus.reviews, throughput_reviews=config.e2e_reviews,
-                    replicas=config.replicas, loads=config.loads, load_duration_s=config.load_duration_s,
-                    log_dir=log_dir, latency_warmup=config.latency_warmup,
-                )
-                result["e2e_reviews_per_s"] = result["e2e"]["e2e_reviews_per_s"]
-                result["e2e_latency_p99_s"] = _p99_at_half_load(result["e2e"]["latency"])
+                with part("e2e"):
+                    result["e2e"] = run_end_to_end(
+                        servers, worker, corpus.reviews, throughput_reviews=config.e2e_reviews,
+                        replicas=config.replicas, loads=config.loads, load_duration_s=config.load_duration_s,
+                        log_dir=log_dir, latency_warmup=config.latency_warmup,
+                    )
+                    result["e2e_reviews_per_s"] = result["e2e"]["e2e_reviews_per_s"]
+                    result["e2e_latency_p99_s"] = _p99_at_half_load(result["e2e"]["latency"])
             if "seed" in config.parts:
                 from reviews_mtl.bench.seed_setup import measure_seed
                 from reviews_mtl.model.artifact import TOKENIZER_FILE
 
                 device = config.seed_device if config.seed_device != "auto" else ("cuda" if cuda else "cpu")
-                seed = measure_seed(servers, corpus.reviews, config.seed_reviews,
-                                    config.model_dir / TOKENIZER_FILE, log_dir, device=device)
-                result["seed_setup"] = asdict(seed)
-                result["seed_setup_reviews_per_s"] = seed.reviews_per_s
+                with part("seed"):
+                    seed = measure_seed(servers, corpus.reviews, config.seed_reviews,
+                                        config.model_dir / TOKENIZER_FILE, log_dir, device=device)
+                    result["seed_setup"] = asdict(seed)
+                    result["seed_setup_reviews_per_s"] = seed.reviews_per_s
             if "phases" in config.parts:
                 from reviews_mtl.bench.phases import profile_worker
 
-                result["phases"] = profile_worker(servers, worker, corpus.reviews, config.phases_reviews, log_dir)
+                with part("phases"):
+                    result["phases"] = profile_worker(servers, worker, corpus.reviews, config.phases_reviews,
+                                                      log_dir)
 
     result["e2e_over_model_only"] = _ratio(result.get("e2e_reviews_per_s"), result.get("model_only_reviews_per_s"))
     result["e2e_over_seed"] = _ratio(result.get("e2e_reviews_per_s"), result.get("seed_setup_reviews_per_s"))
     result["targets"] = targets(result, cuda)
     machine["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     machine["other_busy_processes_at_end"] = busy_processes()
+    result["errors"] = errors
     result["elapsed_s"] = round(time.time() - started, 1)
     return result
 

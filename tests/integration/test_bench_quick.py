@@ -54,6 +54,7 @@ def test_bench_quick_end_to_end(
     plots = write_plots(result, tmp_path)
     loaded = json.loads((tmp_path / "bench.json").read_text())
 
+    assert not loaded["errors"], loaded["errors"]
     for key in REQUIRED_POSITIVE:
         assert isinstance(loaded[key], (int, float)) and loaded[key] > 0, (key, loaded[key])
     machine = loaded["machine"]
