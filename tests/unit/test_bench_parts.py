@@ -91,3 +91,23 @@ def test_cli_builds_the_config(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         config_from_args(build_parser().parse_args(["bench", "--model", str(tmp_path), "--only", "nope"]))
     assert set(PARTS) == {"model-only", "e2e", "seed", "phases"}
+
+
+def test_phase_breakdown_accounts_for_the_whole_wall_time() -> None:
+    from collections import defaultdict
+
+    from reviews_mtl.bench.phases import PhaseClock, _breakdown
+
+    clock = PhaseClock()
+    timed = clock.wrap("decode", lambda x: x * 2)
+    assert timed(3) == 6 and clock.calls["decode"] == 1
+    seconds = defaultdict(float, {
+        "consume": 1.0, "collect": 1.1, "process": 6.0, "decode": 0.2, "predict_and_build": 4.5, "predict": 4.0,
+        "tokenize": 0.5, "run_encoded": 3.0, "to_predictions": 0.3, "serialize": 0.3, "redis_watermarks_for": 0.1,
+        "redis_inflight": 0.0, "redis_apply_batch": 0.7, "publish": 0.8,
+    })
+    rows = _breakdown(seconds, wall=8.0, records=1000)
+    assert sum(r["seconds"] for r in rows) == pytest.approx(8.0)
+    by_name = {r["phase"]: r for r in rows}
+    assert by_name["model (ONNX Runtime / torch run)"]["share"] == pytest.approx(3.0 / 8.0)
+    assert by_name["build EnrichedRecord objects"]["us_per_review"] == pytest.approx(500.0)
