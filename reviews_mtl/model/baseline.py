@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def _vectorizer() -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True)
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=50_000, sublinear_tf=True, dtype=np.float32)
 
 
 class TfidfBaseline:
@@ -40,8 +40,8 @@ class TfidfBaseline:
         from sklearn.linear_model import LogisticRegression
 
         x = self.review_vec.fit_transform(reviews.texts)
-        self.sentiment = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced").fit(x, reviews.sentiment)
-        self.stars = LogisticRegression(max_iter=2000, C=4.0).fit(x, reviews.stars)
+        self.sentiment = LogisticRegression(max_iter=500, C=4.0, class_weight="balanced").fit(x, reviews.sentiment)
+        self.stars = LogisticRegression(max_iter=500, C=4.0).fit(x, reviews.stars)
         xa = self.aspect_vec.fit_transform(aspects.texts)
         for j in range(len(ASPECT_NAMES)):
             w = aspects.aspect_weight[:, j]
@@ -50,7 +50,7 @@ class TfidfBaseline:
             if len(np.unique(y)) < 2:
                 self.constant[j] = float(y.mean()) if len(y) else 0.0
                 continue
-            self.aspects[j] = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced").fit(xa[rows], y)
+            self.aspects[j] = LogisticRegression(max_iter=500, C=4.0, class_weight="balanced").fit(xa[rows], y)
         return self
 
     def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -150,7 +150,7 @@ def build_datasets(
     sentence_split = split_sentences(sentences)
     train_reviews = _cap(review_split.train, max_train_reviews, seed)
     val_reviews = _cap(review_split.validation, max_eval_reviews, seed)
-    test_reviews = _cap(review_split.test, max_eval_reviews * 2, seed)
+    test_reviews = _cap(review_split.test, max_eval_reviews, seed)
     train_aspects = sentence_rows(sentence_split.train, weak, weak_weight)
     keep = np.flatnonzero(train_aspects.aspect_weight.sum(axis=1) > 0)
     datasets = Datasets(
@@ -162,7 +162,7 @@ def build_datasets(
         ),
         test_reviews=review_rows(test_reviews, weak=True, weak_weight=weak_weight),
         test_sentences=_human_only(
-            sentence_rows(_cap(sentence_split.test, max_eval_sentences * 2, seed), weak=False, weak_weight=0)
+            sentence_rows(_cap(sentence_split.test, max_eval_sentences, seed), weak=False, weak_weight=0)
         ),
         data_source=source,
         counts={},
@@ -196,7 +196,7 @@ class MixedBatches:
         aspect_share: float,
         seed: int,
         window: int = 32,
-        human_oversample: float = 1.0,
+        human_share: float = 0.0,
     ) -> None:
         if reviews.ids is None or aspects.ids is None:
             raise ValueError("rows must be tokenized first")
@@ -207,9 +207,14 @@ class MixedBatches:
             raise ValueError("no training rows")
         self.window = window
         self.rng = np.random.default_rng(seed)
+        # Draw human-labelled rows with probability ``human_share`` (0 = in proportion to their count).
         human = (aspects.aspect_weight >= 1.0).any(axis=1)
-        p = np.where(human, human_oversample, 1.0)
-        self._aspect_p = p / p.sum() if len(aspects) else p
+        n_human = int(human.sum())
+        if 0 < human_share < 1 and 0 < n_human < len(aspects):
+            p = np.where(human, human_share / n_human, (1 - human_share) / (len(aspects) - n_human))
+            self._aspect_p: npt.NDArray[np.float64] | None = p / p.sum()
+        else:
+            self._aspect_p = None
 
     def _stream(self, n: int, p: npt.NDArray[np.float64] | None = None) -> Iterator[int]:
         while True:

@@ -118,7 +118,16 @@ def quantize_int8(out_dir: Path) -> Path:
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantizer logs every tensor at INFO on the root logger
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=False)
+        # MatMul weights only (embeddings stay fp32), per channel. Measured on 1,000 validation reviews with a
+        # demo model: sentiment-label agreement with fp32 98.5% with the defaults, 99.1% like this; the rows
+        # that still flip are near-ties (top-two margin under 0.1). reduce_range (7-bit) made no steady gain.
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+        )
     finally:
         root.setLevel(level)
     return target

@@ -36,6 +36,8 @@ class TrainConfig:
     # Each batch: this share of aspect-labelled rows (human sentences + weakly labelled reviews),
     # the rest star-rated reviews.
     aspect_share: float = 0.375
+    # Of the aspect rows, this share is drawn from human-labelled sentences (the rest: weakly labelled ones).
+    human_share: float = 0.7
     learning_rate: float = 2e-5
     head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -52,7 +54,7 @@ class TrainConfig:
     weak_weight: float = 0.3
     class_weights: bool = True
     max_train_reviews: int = 0  # 0 = all
-    max_val_reviews: int = 0  # caps validation reviews (test: twice this); 0 = all
+    max_val_reviews: int = 0  # caps validation and test reviews; 0 = all
     max_eval_sentences: int = 0  # caps validation and test aspect sentences; 0 = all
     freeze_layers: int = 0  # freeze embeddings + this many lowest encoder layers
     parity_rows: int = 2000
@@ -75,9 +77,10 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=16,
         max_epochs=2,
         steps_per_epoch=100,
+        aspect_share=0.5,
         patience=2,
         max_train_reviews=4000,
-        max_val_reviews=300,
+        max_val_reviews=400,
         max_eval_sentences=400,
         freeze_layers=3,
         parity_rows=400,
@@ -89,10 +92,14 @@ PRESETS: dict[str, TrainConfig] = {
         max_length=128,
         batch_size=16,
         max_epochs=10,
-        steps_per_epoch=1000,
+        steps_per_epoch=400,  # evaluate (and maybe stop early) every 400 steps
         patience=3,
         learning_rate=5e-5,
+        loss_aspects=1.0,
+        freeze_layers=2,
         max_val_reviews=3000,
+        max_eval_sentences=0,
+        parity_rows=1000,
         time_budget_s=6300.0,
     ),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,4 +83,148 @@ def write_model_card(out_dir: Path, metrics: dict[str, Any], config: dict[str, A
     ]
     path = out_dir / MODEL_CARD_FILE
     path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def statistics(stars: Any, predicted_sentiment: Any, texts: list[str], true_sentiment: Any) -> dict[str, Any]:
+    """The seed's statistics: chi-square of true stars × predicted sentiment, ANOVA of length by sentiment."""
+    import numpy as np
+    from scipy import stats
+
+    table = np.zeros((5, 3), dtype=int)
+    for s, p in zip(stars, predicted_sentiment, strict=True):
+        if 1 <= s <= 5:
+            table[int(s) - 1, int(p)] += 1
+    rows, cols = table.sum(axis=1) > 0, table.sum(axis=0) > 0
+    chi = stats.chi2_contingency(table[rows][:, cols]) if rows.sum() > 1 and cols.sum() > 1 else None
+    lengths = np.array([len(t.split()) for t in texts])
+    groups = [lengths[np.asarray(true_sentiment) == k] for k in range(3)]
+    groups = [g for g in groups if len(g) > 1]
+    anova = stats.f_oneway(*groups) if len(groups) > 1 else None
+    n = table.sum()
+    return {
+        "chi_square_rating_vs_predicted_sentiment": None
+        if chi is None
+        else {
+            "chi2": float(chi.statistic),
+            "dof": int(chi.dof),
+            "p_value": float(chi.pvalue),
+            "cramers_v": float(np.sqrt(chi.statistic / (n * (min(table[rows][:, cols].shape) - 1)))),
+            "table": table.tolist(),
+        },
+        "anova_length_by_sentiment": None
+        if anova is None
+        else {
+            "f": float(anova.statistic),
+            "p_value": float(anova.pvalue),
+            "mean_words": [float(g.mean()) for g in groups],
+        },
+    }
+
+
+def _png(fig: Any) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_html_report(
+    path: Path,
+    result: dict[str, Any],
+    history: list[dict[str, Any]],
+    true_stars: Any,
+    predicted_rating: Any,
+) -> Path:
+    """One self-contained HTML page: the side-by-side table, plots (inline PNG) and statistics."""
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    model, base = result["test"], result["baseline_test"]
+    images: list[tuple[str, str]] = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, (title, metrics) in zip(axes, (("model", model), ("TF-IDF + LR", base)), strict=True):
+        conf = np.array(metrics["sentiment"]["confusion"])
+        ax.imshow(conf, cmap="Blues")
+        labels = metrics["sentiment"]["labels"]
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"sentiment confusion: {title}")
+        for (i, j), v in np.ndenumerate(conf):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+    images.append(("Sentiment confusion matrices", _png(fig)))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    stars = np.asarray(true_stars)
+    data = [np.asarray(predicted_rating)[stars == s] for s in range(1, 6)]
+    ax.boxplot([d if len(d) else [np.nan] for d in data], tick_labels=[str(s) for s in range(1, 6)])
+    ax.plot(range(1, 6), range(1, 6), "r--", linewidth=1)
+    ax.set_xlabel("true stars")
+    ax.set_ylabel("predicted rating")
+    ax.set_title("predicted vs true rating")
+    images.append(("Predicted vs true rating", _png(fig)))
+    plt.close(fig)
+
+    names = list(model["aspects"]["per_aspect"])
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [model["aspects"]["per_aspect"][n]["f1"] for n in names], 0.4, label="model")
+    ax.bar(x + 0.2, [base["aspects"]["per_aspect"].get(n, {}).get("f1", 0) for n in names], 0.4, label="TF-IDF + LR")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("F1 (human labels)")
+    ax.legend()
+    ax.set_title("per-aspect F1, test sentences")
+    images.append(("Per-aspect F1", _png(fig)))
+    plt.close(fig)
+
+    if history:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        epochs = [h["epoch"] for h in history]
+        for key in ("loss", "sentiment", "rating", "aspects"):
+            axes[0].plot(epochs, [h["train_loss"][key] for h in history], marker="o", label=key)
+        axes[0].set_title("training loss")
+        axes[0].set_xlabel("epoch")
+        axes[0].legend()
+        for key in ("validation_score", "validation_sentiment_macro_f1", "validation_aspect_macro_f1"):
+            axes[1].plot(epochs, [h[key] for h in history], marker="o", label=key.replace("validation_", ""))
+        axes[1].set_title("validation")
+        axes[1].set_xlabel("epoch")
+        axes[1].legend()
+        images.append(("Training curves", _png(fig)))
+        plt.close(fig)
+
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{m}</td><td>{b}</td></tr>" for n, m, b in summary_rows(model, base)
+    )
+    per_class = "".join(
+        f"<tr><td>{c}</td><td>{_f(v['precision'])}</td><td>{_f(v['recall'])}</td><td>{_f(v['f1'])}</td>"
+        f"<td>{v['support']}</td></tr>"
+        for c, v in model["sentiment"]["per_class"].items()
+    )
+    figures = "".join(f"<h3>{html.escape(t)}</h3><img src='data:image/png;base64,{img}'>" for t, img in images)
+    stats_json = html.escape(json.dumps(result["statistics"], indent=2))
+    info = html.escape(json.dumps({"model": result["model"], "data": result["data"], "counts": result["counts"]}))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>reviews-mtl evaluation</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}
+td,th{{padding:2px 10px;border-bottom:1px solid #ddd}}
+pre{{background:#f6f6f6;padding:1em}}</style></head><body>
+<h1>reviews-mtl evaluation</h1><p>{info}</p>
+<h2>Test split: model vs TF-IDF + logistic regression</h2>
+<table><tr><th>metric</th><th>model</th><th>TF-IDF + LR</th></tr>{rows}</table>
+<h2>Sentiment per class (model)</h2>
+<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{per_class}</table>
+<h2>Plots</h2>{figures}
+<h2>Statistics</h2><pre>{stats_json}</pre></body></html>"""
+    path.write_text(page, encoding="utf-8")
     return path

@@ -277,7 +277,14 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
         ),
     )
     batches = iter(
-        MixedBatches(data.train_reviews, data.train_aspects, config.batch_size, config.aspect_share, config.seed)
+        MixedBatches(
+            data.train_reviews,
+            data.train_aspects,
+            config.batch_size,
+            config.aspect_share,
+            config.seed,
+            human_share=config.human_share,
+        )
     )
 
     history: list[dict[str, Any]] = []
@@ -292,7 +299,12 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
         bar = tqdm(
             range(steps_per_epoch), desc=f"epoch {epoch}/{config.max_epochs}", disable=disable_bar, mininterval=2.0
         )
+        steps_done = 0
         for _ in bar:
+            if config.time_budget_s and time.time() - started > config.time_budget_s:
+                logger.info("time budget of %.0fs reached inside epoch %d", config.time_budget_s, epoch)
+                break
+            steps_done += 1
             review_part, aspect_part = next(batches)
             batch = TaskRows.concat([review_part, aspect_part])
             tensors = _tensors(batch, device)
@@ -316,7 +328,8 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
             "epoch": epoch,
             "train_seconds": round(train_s, 1),
             "eval_seconds": round(time.time() - epoch_start - train_s, 1),
-            "train_loss": {k: v / steps_per_epoch for k, v in sums.items()},
+            "steps": steps_done,
+            "train_loss": {k: v / max(1, steps_done) for k, v in sums.items()},
             "validation_score": val["score"],
             "validation_sentiment_macro_f1": val["sentiment"]["macro_f1"],
             "validation_rating_mae": val["rating"]["mae"],
@@ -370,7 +383,7 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
     )
     export_onnx(model_cpu, output_dir)
     quantize_int8(output_dir)
-    parity_texts = (data.validation_reviews.texts + data.validation_sentences.texts)[: config.parity_rows]
+    parity_texts = data.validation_reviews.texts[: config.parity_rows]  # the rows that carry sentiment labels
     parity = check_parity(output_dir, parity_texts, model=model_cpu)
 
     from reviews_mtl.model.baseline import run_baseline

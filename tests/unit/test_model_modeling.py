@@ -20,7 +20,8 @@ def _inputs(batch: int = 4, seq: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     ids = torch.randint(100, 2000, (batch, seq))
     mask = torch.ones_like(ids)
-    mask[1, 3:] = 0
+    if batch > 1:
+        mask[1, 3:] = 0
     return ids, mask
 
 
@@ -89,7 +90,7 @@ def test_no_labels_gives_zero_losses_with_gradients(model: torch.nn.Module) -> N
         aspects=torch.zeros(4, 10),
         aspect_weight=torch.zeros(4, 10),
     )
-    assert out.loss is not None and float(out.loss) == 0.0
+    assert out.loss is not None and float(out.loss.detach()) == 0.0
     out.loss.backward()  # the graph is intact even when no head has labels
 
 
