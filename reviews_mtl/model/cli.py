@@ -110,6 +110,13 @@ def register(subparsers: Any) -> None:
         default=_env("REVIEWS_DATA_DIR"),
         help="review data folder (env REVIEWS_DATA_DIR; default as for train)",
     )
+    evaluate.add_argument("--sample", action="store_true", help="evaluate on the project's own sample data")
+    evaluate.add_argument(
+        "--max-reviews",
+        type=int,
+        default=_env_int("REVIEWS_EVAL_MAX_REVIEWS") or 0,
+        help="cap on test reviews, 0 = all (env REVIEWS_EVAL_MAX_REVIEWS)",
+    )
     evaluate.add_argument("--output", type=Path, default=None, help="report folder (default <model>/report)")
     evaluate.add_argument(
         "--runtime",
@@ -182,7 +189,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from reviews_mtl.model.artifact import resolve_data_dir
     from reviews_mtl.model.evaluate import evaluate_artifact
 
-    report = evaluate_artifact(args.model, resolve_data_dir(args.data), args.output, runtime=args.runtime)
+    data_dir = None if args.sample else resolve_data_dir(args.data)
+    report = evaluate_artifact(args.model, data_dir, args.output, runtime=args.runtime, max_reviews=args.max_reviews)
+    chi = report["statistics"].get("chi_square_rating_vs_predicted_sentiment")
+    if chi:
+        chi.pop("table", None)
     print(json.dumps(report, indent=2))
     return 0
 
