@@ -14,6 +14,7 @@ The publisher runs in this process on the same cores, as the tail reader does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -62,6 +63,9 @@ class ThroughputResult:
     reviews_per_s: float
     steady_reviews_per_s: float  # from the 20% point to the end: start-up and rebalances left out
     startup_s: float  # worker start to the first visible record
+    # Model only, in the worker's shape, measured right before this drain on the same cores: on a shared
+    # machine the load changes between the parts of a run, so the ratio is fairest against this figure.
+    model_only_adjacent_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,23 @@ def _rate(arrivals: Sequence[Arrival], skip_share: float = 0.0) -> tuple[float, 
     return (later / span if span > 0 else math.nan), span
 
 
+@functools.lru_cache(maxsize=2)
+def _reference_predictor(model_dir: Path, runtime: str, threads: int) -> Any:
+    from reviews_mtl.model.runtime import load_predictor
+
+    return load_predictor(model_dir, runtime=runtime, intra_op_threads=threads)
+
+
+def adjacent_model_only(worker: WorkerConfig, texts: Sequence[str], max_s: float) -> float:
+    """Model-only reviews/s in the worker's shape (micro-batch → default sub-batches), all cores, now."""
+    from reviews_mtl.bench.model_only import WORKER_CHUNK, WORKER_SUB_BATCH, measure
+
+    predictor = _reference_predictor(worker.model_dir, worker.runtime, worker.cores)
+    row = measure(predictor, texts, runtime=worker.runtime, device="-",
+                  batch_size=worker.batch_max_records or WORKER_CHUNK, sub_batch=WORKER_SUB_BATCH, max_s=max_s)
+    return row.reviews_per_s
+
+
 def measure_throughput(
     servers: Servers,
     worker: WorkerConfig,
@@ -102,9 +123,13 @@ def measure_throughput(
     replicas: int,
     log_dir: Path,
     timeout_s: float = 600.0,
+    reference_s: float = 0.0,
 ) -> ThroughputResult:
     pipe = Pipeline(servers, log_dir)
     sent = pipe.preload(stream(reviews, count, f"tp{replicas}r-"))
+    reference = None
+    if reference_s > 0:
+        reference = adjacent_model_only(worker, [r.model_text() for r in reviews[:2048]], reference_s)
     with pipe.tail() as tail:
         started = time.time()
         workers = pipe.start_workers(worker.model_dir, replicas, threads=worker.threads(replicas),
@@ -126,8 +151,10 @@ def measure_throughput(
         reviews_per_s=round(rate, 1),
         steady_reviews_per_s=round(steady, 1),
         startup_s=round(min(a.seen_at for a in arrivals) - started, 2),
+        model_only_adjacent_per_s=reference,
     )
-    logger.info("end to end, %d replica(s): %.1f reviews/s (steady %.1f)", replicas, rate, steady)
+    logger.info("end to end, %d replica(s): %.1f reviews/s (steady %.1f; model only just before: %s)",
+                replicas, rate, steady, reference)
     return result
 
 
@@ -215,10 +242,13 @@ def run_end_to_end(
     load_duration_s: float,
     log_dir: Path,
     latency_warmup: int = 512,
+    reference_s: float = 0.0,
 ) -> dict[str, Any]:
     """Max throughput for each replica count, then latency at ``loads`` × the best, with its replica count."""
-    throughput = [measure_throughput(servers, worker, reviews, throughput_reviews, r, log_dir) for r in replicas]
+    throughput = [measure_throughput(servers, worker, reviews, throughput_reviews, r, log_dir,
+                                     reference_s=reference_s) for r in replicas]
     best = max(throughput, key=lambda t: t.reviews_per_s)
+    adjacent = best.model_only_adjacent_per_s
     latency = measure_latency(servers, worker, reviews, best.replicas, best.reviews_per_s, loads,
                               load_duration_s, log_dir, warmup=latency_warmup)
     return {
@@ -227,4 +257,5 @@ def run_end_to_end(
         "latency_replicas": best.replicas,
         "latency": [asdict(x) for x in latency],
         "e2e_reviews_per_s": best.reviews_per_s,
+        "e2e_over_model_only_adjacent": round(best.reviews_per_s / adjacent, 3) if adjacent else None,
     }

@@ -47,10 +47,12 @@ def render(result: dict[str, Any]) -> str:
     e2e = result.get("e2e")
     if e2e:
         lines += ["", "End to end (broker + Redis + worker processes), drain of a pre-loaded topic",
-                  f"{'replicas':>8} {'threads':>7} {'reviews':>8} {'reviews/s':>10} {'steady/s':>9} {'start-up s':>10}"]
+                  f"{'replicas':>8} {'threads':>7} {'reviews':>8} {'reviews/s':>10} {'steady/s':>9} {'start-up s':>10} "
+                  f"{'model-only just before':>22}"]
         for t in e2e["throughput"]:
             lines.append(f"{t['replicas']:>8} {t['threads_per_worker']:>7} {t['reviews']:>8} "
-                         f"{t['reviews_per_s']:>10,.1f} {t['steady_reviews_per_s']:>9,.1f} {t['startup_s']:>10.1f}")
+                         f"{t['reviews_per_s']:>10,.1f} {t['steady_reviews_per_s']:>9,.1f} {t['startup_s']:>10.1f} "
+                         f"{_fmt(t.get('model_only_adjacent_per_s')):>22}")
         lines += ["", f"Latency, review timestamp → enriched record visible (read_committed), "
                       f"{e2e['latency_replicas']} replica(s)",
                   f"{'load':>5} {'offered/s':>9} {'sent/s':>8} {'n':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} "
@@ -79,6 +81,8 @@ def render(result: dict[str, Any]) -> str:
               f"  e2e_reviews_per_s                                {_fmt(result.get('e2e_reviews_per_s'))}",
               f"  e2e_latency_p99_s (50% load)                     {_fmt(result.get('e2e_latency_p99_s'), 3)}",
               f"  seed_setup_reviews_per_s                         {_fmt(result.get('seed_setup_reviews_per_s'), 2)}",
+              f"  e2e_over_model_only / adjacent                   {_fmt(result.get('e2e_over_model_only'), 3)} / "
+              f"{_fmt(result.get('e2e_over_model_only_adjacent'), 3)}",
               "", "Targets (issue 8)"]
     for name, t in result["targets"].items():
         lines.append(f"  {name:<36} {_fmt(t['value'], 3):>10}  target {'≤' if 'latency' in name else '≥'} "

@@ -40,6 +40,7 @@ def test_bench_quick_end_to_end(
         texts=64,
         batch_sizes=(8, 32),
         model_max_s=0.3,
+        reference_s=0.3,
         e2e_reviews=800,
         replicas=(1,),
         loads=(0.5,),
@@ -61,6 +62,7 @@ def test_bench_quick_end_to_end(
     assert machine["cores"] >= 1 and machine["cpu_model"]
     assert "gpu" in machine
     assert loaded["e2e"]["throughput"][0]["reviews"] == 800
+    assert loaded["e2e"]["throughput"][0]["model_only_adjacent_per_s"] > 0
     latency = loaded["e2e"]["latency"][0]
     assert latency["reviews"] >= 20 and 0 < latency["p50_s"] <= latency["p99_s"]
     assert loaded["seed_setup"]["batch_size"] == 16 and loaded["seed_setup"]["padded_length"] == 128
