@@ -10,6 +10,14 @@ controller port; all nodes are voters of a static quorum (``controller.quorum.vo
 a quorum with one down. ``ApacheKafkaCluster.kill_node`` / ``start_node`` crash and restart one broker for
 fault tests; a restarted node keeps its log directory. Needs ``java`` (17+) and, for the first fetch, ``mvn``.
 
+SASL/SCRAM (``sasl_users={"admin": "pw", "worker": "pw2"}``): the client listener becomes ``SASL_PLAINTEXT``
+with ``SCRAM-SHA-256`` (or ``-512``) as its only mechanism; the users' SCRAM credentials are written into the
+metadata log when the storage is formatted (``StorageTool format --add-scram``), so they exist before the first
+broker starts. Brokers talk to each other over the same listener as ``sasl_admin`` (default ``admin``, which must
+be one of the users); the controller listener stays PLAINTEXT on loopback (KRaft controllers cannot use SCRAM).
+No authorizer runs: any authenticated user may do anything, an unauthenticated client nothing.
+``client_settings(user)`` gives the ``KafkaSettings`` a client needs.
+
 Smoke run::
 
     python -m reviews_mtl.stack.apache_kafka run --brokers 1   # prints bootstrap servers, Ctrl-C stops
@@ -33,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Literal
 
 from reviews_mtl.stack.processes import (
     ProcessRecord,
@@ -45,6 +54,9 @@ from reviews_mtl.stack.processes import (
     stop_pid,
     wait_for_port,
 )
+
+if TYPE_CHECKING:
+    from reviews_mtl.settings import KafkaSettings
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -61,6 +73,11 @@ DEFAULT_KAFKA_VERSION = os.environ.get("REVIEWS_KAFKA_VERSION", "4.1.1")
 DEFAULT_HEAP = "512m"
 # Fast start on small machines: one GC thread set, class-data sharing; no tuning that changes semantics.
 DEFAULT_JVM_OPTS: tuple[str, ...] = ("-XX:+UseSerialGC", "-Xshare:auto", "-Djava.awt.headless=true")
+
+
+ScramMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512"]
+# ``--add-scram`` splits on these and the JAAS line quotes with ``"``: refuse them rather than escape them.
+_SCRAM_FORBIDDEN = re.compile(r'[\s,=\[\]"\\;]')
 
 
 class ApacheKafkaError(RuntimeError):
@@ -184,6 +201,8 @@ class ApacheKafkaCluster:
     ``min_insync_replicas`` defaults to ``min(2, brokers)``; internal topics (offsets, transactions) are
     replicated ``min(3, brokers)`` times. ``extra_config`` adds or overrides server.properties keys.
     ``die_with_parent`` (default) kills the JVMs if this Python process dies; pass False with ``detach``.
+    ``sasl_users`` (name -> password) turns on SASL/SCRAM with ``sasl_mechanism`` (see the module docstring);
+    ``sasl_admin`` is the user brokers authenticate as among themselves.
     """
 
     def __init__(
@@ -198,9 +217,26 @@ class ApacheKafkaCluster:
         extra_config: Mapping[str, str] | None = None,
         die_with_parent: bool = True,
         detach: bool = False,
+        sasl_users: Mapping[str, str] | None = None,
+        sasl_mechanism: ScramMechanism = "SCRAM-SHA-256",
+        sasl_admin: str = "admin",
     ) -> None:
         if brokers < 1:
             raise ValueError(f"brokers must be >= 1, got {brokers}")
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_mechanism: ScramMechanism = sasl_mechanism
+        self.sasl_admin = sasl_admin
+        if self.sasl_users:
+            if sasl_mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                raise ValueError(f"sasl_mechanism must be SCRAM-SHA-256 or SCRAM-SHA-512, got {sasl_mechanism!r}")
+            if sasl_admin not in self.sasl_users:
+                raise ValueError(f"sasl_admin {sasl_admin!r} must be one of sasl_users {sorted(self.sasl_users)}")
+            for name, password in self.sasl_users.items():
+                if not name or not password or _SCRAM_FORBIDDEN.search(name) or _SCRAM_FORBIDDEN.search(password):
+                    raise ValueError(
+                        f"SASL user {name!r}: names and passwords must be non-empty, without whitespace or any of "
+                        '``,=[]";\\`` (password not shown)'
+                    )
         self.workdir = workdir
         self.version = version
         self.min_insync_replicas = min_insync_replicas if min_insync_replicas is not None else min(2, brokers)
@@ -216,6 +252,35 @@ class ApacheKafkaCluster:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def sasl_enabled(self) -> bool:
+        return bool(self.sasl_users)
+
+    @property
+    def security_protocol(self) -> Literal["PLAINTEXT", "SASL_PLAINTEXT"]:
+        """What clients speak on the client listener (``bootstrap_servers``)."""
+        return "SASL_PLAINTEXT" if self.sasl_users else "PLAINTEXT"
+
+    def client_settings(self, user: str | None = None, *, bootstrap_servers: str | None = None) -> KafkaSettings:
+        """``KafkaSettings`` for a client of this cluster: PLAINTEXT, or SASL as ``user`` (default ``sasl_admin``)."""
+        from pydantic import SecretStr
+
+        from reviews_mtl.settings import KafkaSettings
+
+        bootstrap = bootstrap_servers or self.bootstrap_servers
+        if not self.sasl_users:
+            return KafkaSettings(bootstrap_servers=bootstrap, security_protocol="PLAINTEXT")
+        name = user if user is not None else self.sasl_admin
+        if name not in self.sasl_users:
+            raise KeyError(f"no SASL user {name!r}; users are {sorted(self.sasl_users)}")
+        return KafkaSettings(
+            bootstrap_servers=bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=name,
+            sasl_password=SecretStr(self.sasl_users[name]),
+        )
 
     def node(self, node_id: int) -> KafkaNode:
         for node in self.nodes:
@@ -255,8 +320,28 @@ class ApacheKafkaCluster:
             "unclean.leader.election.enable": "false",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
+        if self.sasl_users:
+            mechanism = self.sasl_mechanism
+            admin_password = self.sasl_users[self.sasl_admin]
+            props.update({
+                "listeners": f"SASL_PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+                "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{node.port}",
+                "inter.broker.listener.name": "SASL_PLAINTEXT",
+                "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "sasl.enabled.mechanisms": mechanism,
+                "sasl.mechanism.inter.broker.protocol": mechanism,
+                f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                    f'username="{self.sasl_admin}" password="{admin_password}";'
+                ),
+            })
         props.update(self.extra_config)
         return props
+
+    def _redact(self, text: str) -> str:
+        for password in self.sasl_users.values():
+            text = text.replace(password, "***")
+        return text
 
     def _write_config(self, node: KafkaNode) -> None:
         node.directory.mkdir(parents=True, exist_ok=True)
@@ -281,14 +366,16 @@ class ApacheKafkaCluster:
     def _format(self, node: KafkaNode) -> None:
         if (node.directory / "data" / "meta.properties").exists():
             return  # formatted before: a restart keeps its data
+        scram: list[str] = []
+        for name, password in self.sasl_users.items():
+            scram += ["--add-scram", f"{self.sasl_mechanism}=[name={name},password={password}]"]
         argv = self._java_argv(
-            "kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(node.properties_path)
+            "kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(node.properties_path), *scram
         )
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise ApacheKafkaError(
-                f"formatting node {node.node_id} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
-            )
+            output = self._redact(result.stdout + result.stderr)
+            raise ApacheKafkaError(f"formatting node {node.node_id} failed ({result.returncode}):\n{output}")
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -332,10 +419,9 @@ class ApacheKafkaCluster:
         from confluent_kafka import KafkaException
 
         from reviews_mtl.kafka import make_admin
-        from reviews_mtl.settings import KafkaSettings
 
         live = [n.bootstrap for n in self.nodes if n.alive()]
-        admin = make_admin(KafkaSettings(bootstrap_servers=",".join(live), security_protocol="PLAINTEXT"))
+        admin = make_admin(self.client_settings(bootstrap_servers=",".join(live)))
         deadline = time.monotonic() + timeout_s
         seen = 0
         while time.monotonic() < deadline:
