@@ -87,6 +87,8 @@ def build_worker(
     extra: dict[str, object] = {
         "transactional.id": transactional_id(settings, replica),
         "transaction.timeout.ms": settings.transaction_timeout_ms,
+        # librdkafka requires deliveries to time out within the transaction.
+        "delivery.timeout.ms": settings.transaction_timeout_ms,
     } if settings.transactions else {}
     producer = make_producer(kafka, ProducerSettings(linger_ms=2), **extra)
     output = KafkaOutput(producer, consumer, enriched_topic=topics.enriched, dlq_topic=topics.dlq,
