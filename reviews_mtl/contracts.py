@@ -316,8 +316,12 @@ class DeadLetter(BaseModel):
         )
 
     @classmethod
-    def from_headers(cls, headers: list[tuple[str, bytes]] | None, value: bytes | None) -> DeadLetter:
-        h = {k: v.decode("utf-8", "replace") for k, v in (headers or [])}
+    def from_headers(cls, headers: object, value: bytes | None) -> DeadLetter:
+        """Read the headers of a DLQ message (a list of (name, value) pairs, as Kafka clients return them)."""
+        pairs = headers.items() if isinstance(headers, dict) else headers or []
+        h: dict[str, str] = {}
+        for k, v in pairs:  # type: ignore[attr-defined]
+            h[str(k)] = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
         try:
             return cls(
                 schema_version=int(h.get(DLQ_HEADER_SCHEMA, SCHEMA_VERSION)),

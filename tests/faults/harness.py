@@ -158,7 +158,9 @@ class FaultRun:
         # ListOffsets for the high watermark with 1.)
         last: dict[int, int] = {}
         for m in read_topic(self.pipe.kafka, self.pipe.input, isolation="read_uncommitted", timeout_s=60):
-            last[m.partition()] = max(last.get(m.partition(), -1), m.offset())
+            partition, offset = m.partition(), m.offset()
+            assert partition is not None and offset is not None
+            last[partition] = max(last.get(partition, -1), offset)
         marks = self.pipe.store.watermarks()
         assert {p: marks.get((self.pipe.input, p)) for p in last} == last, (last, marks)
         return row

@@ -121,7 +121,7 @@ class Pipeline:
         return n
 
     def enriched_records(self) -> list[dict[str, Any]]:
-        return [json.loads(m.value()) for m in read_topic(self.kafka, self.enriched, timeout_s=30)]
+        return [json.loads(m.value() or b"") for m in read_topic(self.kafka, self.enriched, timeout_s=30)]
 
     def dead_letters(self) -> list[DeadLetter]:
         return [DeadLetter.from_headers(m.headers(), m.value()) for m in read_topic(self.kafka, self.dlq, timeout_s=30)]

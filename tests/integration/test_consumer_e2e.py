@@ -41,7 +41,7 @@ def test_every_review_enriched_once_and_bad_ones_dead_lettered(
 ) -> None:
     pipe = Pipeline(kafka_settings, redis_url, demo_model_dir)
     reviews = make_reviews(400)
-    values = list(keyed(reviews))
+    values: list[tuple[bytes, bytes | None]] = list(keyed(reviews))
     # Bad messages spread through the stream, plus one duplicate review_id.
     for i, (raw, _) in enumerate(BAD_INPUTS):
         values.insert(30 * i + 7, (b"p1", raw))

@@ -14,7 +14,7 @@ import redis
 
 from consumer.processing import BatchProcessor, InMessage
 from reviews_mtl.aggregates.store import AggregateStore
-from reviews_mtl.contracts import ASPECT_NAMES, DeadLetter, Prediction, SentimentResult
+from reviews_mtl.contracts import ASPECT_NAMES, DeadLetter, Prediction, SentimentLabel, SentimentResult
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ class FakePredictor:
         self.seen.extend(texts)
         out = []
         for t in texts:
-            label = "negative" if "bad" in t else "positive"
+            label: SentimentLabel = "negative" if "bad" in t else "positive"
             probs = {"negative": 0.9, "neutral": 0.05, "positive": 0.05} if label == "negative" else \
                 {"negative": 0.05, "neutral": 0.05, "positive": 0.9}
             aspects = {a: (0.9 if a in t else 0.1) for a in ASPECT_NAMES}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -42,17 +43,19 @@ def test_batch_closes_at_max_records() -> None:
     clock = FakeClock()
     source = ScriptedSource(clock, [[1, 2, 3], [4, 5, 6], [7]])
     batcher = MicroBatcher(source, max_records=5, max_wait_s=10.0, clock=clock)  # type: ignore[arg-type]
-    assert batcher.next_batch() == [1, 2, 3, 4, 5]
+    batch: list[Any] = batcher.next_batch()
+    assert batch == [1, 2, 3, 4, 5]
     # Never asks for more than what is left to fill the batch.
     assert [n for n, _ in source.calls] == [5, 2]
-    assert batcher.next_batch() == [6, 7]
+    assert batcher.next_batch() == [6, 7]  # type: ignore[comparison-overlap]
 
 
 def test_batch_closes_at_max_wait_with_what_it_has() -> None:
     clock = FakeClock()
     source = ScriptedSource(clock, [[1], [], [2], [], [], [], []], step_s=0.1)
     batcher = MicroBatcher(source, max_records=100, max_wait_s=0.35, clock=clock)  # type: ignore[arg-type]
-    assert batcher.next_batch() == [1, 2]
+    batch: list[Any] = batcher.next_batch()
+    assert batch == [1, 2]
     assert clock.now == pytest.approx(0.35)
     # Each wait is bounded by the time left, so the batch never overruns its deadline.
     assert all(timeout <= 0.35 + 1e-9 for _, timeout in source.calls)
@@ -63,7 +66,8 @@ def test_idle_source_returns_an_empty_batch_after_max_wait() -> None:
     clock = FakeClock()
     source = ScriptedSource(clock, [], step_s=1.0)
     batcher = MicroBatcher(source, max_records=10, max_wait_s=0.2, clock=clock)  # type: ignore[arg-type]
-    assert batcher.next_batch() == []
+    batch: list[Any] = batcher.next_batch()
+    assert batch == []
     assert clock.now == pytest.approx(0.2)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -116,7 +117,7 @@ def test_dead_letter_from_foreign_headers_is_a_clear_error() -> None:
 
 
 def test_enriched_record_validates_rating_range() -> None:
-    base = dict(
+    base: dict[str, Any] = dict(
         review_id="r", product_id="p", model_name="m", model_version="1", processed_at=1.0, processing_ms=1.0,
         source=SourceCoordinates(topic="t", partition=0, offset=0),
         sentiment=SentimentResult(label="positive", confidence=0.9,
