@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,8 +46,9 @@ class ModelOnlyRow:
     sub_batch: int  # rows per model run (== batch_size except for the worker-shape row)
     reviews: int
     seconds: float
-    reviews_per_s: float
+    reviews_per_s: float  # the median over the rounds
     threads: int
+    round_rates: tuple[float, ...] = ()  # one per round, in order: the spread shows how steady the machine was
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,11 @@ def _chunks(texts: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def _timed_loop(
-    run: Callable[[Sequence[str]], object], texts: Sequence[str], chunk: int, max_s: float
+    run: Callable[[Sequence[str]], object], texts: Sequence[str], chunk: int, max_s: float, warmup: bool = True
 ) -> tuple[int, float]:
     """Run ``run`` over chunks of ``texts`` until all are done or ``max_s`` has passed (at least one chunk)."""
-    run(texts[: min(chunk, 64)])  # warm-up: first-call allocations and graph set-up are not throughput
+    if warmup:
+        run(texts[: min(chunk, 64)])  # first-call allocations and graph set-up are not throughput
     done = 0
     started = time.perf_counter()
     for part in _chunks(texts, chunk):
@@ -87,9 +90,10 @@ def measure(
     sub_batch: int | None = None,
     max_s: float = 5.0,
     threads: int = 0,
+    warmup: bool = True,
 ) -> ModelOnlyRow:
     predictor.tokenizer.batch_size = sub_batch or batch_size
-    done, seconds = _timed_loop(predictor.predict_arrays, texts, batch_size, max_s)
+    done, seconds = _timed_loop(predictor.predict_arrays, texts, batch_size, max_s, warmup)
     return ModelOnlyRow(
         runtime=runtime,
         device=device,
@@ -148,27 +152,38 @@ def run_model_only(
     threads: int = 0,
     cuda: bool = False,
     include_torch_cpu: bool = True,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Every runtime × batch size; returns rows, tokenization rows and the headline (ORT int8, best batch)."""
     rows: list[ModelOnlyRow] = []
     tokenize_rows: list[TokenizeRow] = []
-    jobs = len(batch_sizes) * 2 + (len(batch_sizes) if include_torch_cpu and _torch_importable() else 0)
-    bar = tqdm(total=jobs + (2 * len(gpu_batch_sizes) if cuda else 0), desc="model only", unit="run", disable=None)
+    cpu_runtimes = 2 + (1 if include_torch_cpu and _torch_importable() else 0)
+    jobs = rounds * (cpu_runtimes * (len(batch_sizes) + 1) + (2 * len(gpu_batch_sizes) if cuda else 0))
+    bar = tqdm(total=jobs, desc="model only", unit="run", disable=None)
     for runtime, device, predictor in _predictors(model_dir, threads, cuda, include_torch_cpu):
         sizes = gpu_batch_sizes if device == "cuda" else batch_sizes
         if runtime == "onnx-int8":
             for b in sizes:
-                tokenize_rows.append(measure_tokenization(predictor.tokenizer, texts, b, max_s))
-        for b in sizes:
-            bar.set_postfix_str(f"{runtime} batch {b}")
-            row = measure(predictor, texts, runtime=runtime, device=device, batch_size=b, max_s=max_s,
-                          threads=threads)
+                tokenize_rows.append(measure_tokenization(predictor.tokenizer, texts, b, max_s / 3))
+        # Rounds interleave the batch sizes, so a load change on a shared machine hits every size alike.
+        shapes = [(b, b) for b in sizes] + ([(WORKER_CHUNK, WORKER_SUB_BATCH)] if device == "cpu" else [])
+        samples: dict[tuple[int, int], list[ModelOnlyRow]] = {}
+        for r in range(rounds):
+            for b, sub in shapes:
+                bar.set_postfix_str(f"{runtime} batch {b}/{sub} round {r + 1}")
+                samples.setdefault((b, sub), []).append(measure(
+                    predictor, texts, runtime=runtime, device=device, batch_size=b, sub_batch=sub,
+                    max_s=max_s / rounds, threads=threads, warmup=r == 0,
+                ))
+                bar.update(1)
+        for runs in samples.values():
+            rates = tuple(x.reviews_per_s for x in runs)
+            row = replace(runs[0], reviews=sum(x.reviews for x in runs),
+                          seconds=round(sum(x.seconds for x in runs), 4),
+                          reviews_per_s=round(statistics.median(rates), 1), round_rates=rates)
             rows.append(row)
-            logger.info("model only %s batch %d: %.1f reviews/s", runtime, b, row.reviews_per_s)
-            bar.update(1)
-        if device == "cpu":
-            rows.append(measure(predictor, texts, runtime=runtime, device=device, batch_size=WORKER_CHUNK,
-                                sub_batch=WORKER_SUB_BATCH, max_s=max_s, threads=threads))
+            logger.info("model only %s batch %d/%d: %.1f reviews/s (rounds %s)", runtime, row.batch_size,
+                        row.sub_batch, row.reviews_per_s, rates)
         del predictor
     bar.close()
     int8 = [r for r in rows if r.runtime == "onnx-int8" and r.sub_batch == r.batch_size]

@@ -37,7 +37,8 @@ class BenchConfig:
     texts: int = 2048
     batch_sizes: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256)
     gpu_batch_sizes: tuple[int, ...] = (64, 256, 1024, 2048)
-    model_max_s: float = 8.0  # per runtime × batch size
+    model_max_s: float = 9.0  # per runtime × batch size, split over the rounds
+    model_rounds: int = 3
     reference_s: float = 8.0  # model-only in the worker's shape right before each drain (0 = off)
     e2e_reviews: int = 8000
     replicas: tuple[int, ...] = (1, 2)
@@ -58,7 +59,8 @@ class BenchConfig:
         if quick:
             # A few minutes on 2 cores: fewer texts and batch sizes, short drains and load steps.
             base = replace(base, texts=512, batch_sizes=(16, 64, 256), gpu_batch_sizes=(256, 1024),
-                           model_max_s=3.0, reference_s=4.0, e2e_reviews=1500, load_duration_s=8.0, latency_warmup=256,
+                           model_max_s=3.0, model_rounds=1, reference_s=4.0, e2e_reviews=1500,
+                           load_duration_s=8.0, latency_warmup=256,
                            seed_reviews=64, phases_reviews=1000)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -114,7 +116,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         with part("model-only"):
             result["model_only"] = run_model_only(
                 config.model_dir, texts, batch_sizes=config.batch_sizes, gpu_batch_sizes=config.gpu_batch_sizes,
-                max_s=config.model_max_s, cuda=cuda,
+                max_s=config.model_max_s, cuda=cuda, rounds=config.model_rounds,
             )
             result["model_only_reviews_per_s"] = result["model_only"]["model_only_reviews_per_s"]
 

@@ -17,7 +17,7 @@ TEXTS = [f"Review number {i}: the strap broke after a week but the price was fai
 
 @pytest.fixture(scope="module")
 def model_only(tiny_model_dir: Path) -> dict[str, Any]:
-    return run_model_only(tiny_model_dir, TEXTS, batch_sizes=(4, 16), max_s=0.2, threads=1, cuda=False)
+    return run_model_only(tiny_model_dir, TEXTS, batch_sizes=(4, 16), max_s=0.2, threads=1, cuda=False, rounds=2)
 
 
 def test_model_only_rows_cover_runtimes_and_batches(model_only: dict[str, Any]) -> None:
@@ -25,6 +25,7 @@ def test_model_only_rows_cover_runtimes_and_batches(model_only: dict[str, Any]) 
     assert {"onnx-int8", "onnx-fp32"} <= runtimes
     for row in model_only["rows"]:
         assert row["reviews_per_s"] > 0 and row["reviews"] > 0
+        assert len(row["round_rates"]) == 2  # interleaved rounds, the median reported
     sizes = {(r["batch_size"], r["sub_batch"]) for r in model_only["rows"] if r["runtime"] == "onnx-int8"}
     assert sizes == {(4, 4), (16, 16), (256, 64)}  # the worker's own shape rides along
     assert [t["batch_size"] for t in model_only["tokenization"]] == [4, 16]
