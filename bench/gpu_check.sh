@@ -61,7 +61,7 @@ echo "model: $MODEL"
 
 # 1. Model only: CUDA fp16/bf16 at large batches (plus the CPU runtimes at two sizes, for the table).
 step "model only (CUDA fp16/bf16; ONNX Runtime CPU for reference)"
-timeout 240 "$PY" -m reviews_mtl.cli bench --model "$MODEL" --quick --only model-only \
+timeout 240 "$PY" -m reviews_mtl.cli bench --model "$MODEL" --quick --only model-only --texts 8192 \
   --batch-sizes 64,256 --gpu-batch-sizes 64,256,1024,2048 \
   --json "$OUT/model_only.json" --plots "$OUT/plots-model-only" --log-dir "$OUT/logs" \
   > "$OUT/model_only.txt" 2> "$OUT/logs/model_only.stderr" || { tail -40 "$OUT/logs/model_only.stderr"; echo "model-only FAILED"; }

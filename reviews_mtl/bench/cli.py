@@ -49,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the workers' runtime (default auto: torch on CUDA, else ONNX int8)")
     p.add_argument("--only", help=f"comma-separated parts to run (of {','.join(PARTS)})")
     p.add_argument("--skip", help="comma-separated parts to leave out")
+    p.add_argument("--texts", type=int, help="review texts for model-only (default 2048, quick 512)")
     p.add_argument("--batch-sizes", type=_ints, help="model-only CPU batch sizes, e.g. 1,16,64,256")
     p.add_argument("--gpu-batch-sizes", type=_ints, help="model-only CUDA batch sizes (default 64,256,1024,2048)")
     p.add_argument("--batch-max-records", type=int, help="the workers' micro-batch size bound (default: the service's)")
@@ -83,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     return BenchConfig.preset(
         Path(model_dir), quick=args.quick, data_dir=args.data, broker=args.broker,
         bootstrap_servers=args.bootstrap_servers, redis_url=args.redis_url, runtime=args.runtime,
-        parts=tuple(p for p in PARTS if p in parts), batch_sizes=args.batch_sizes,
+        parts=tuple(p for p in PARTS if p in parts), batch_sizes=args.batch_sizes, texts=args.texts,
         gpu_batch_sizes=args.gpu_batch_sizes, batch_max_records=args.batch_max_records,
         batch_max_wait_ms=args.batch_max_wait_ms, seed_device=args.seed_device, replicas=args.replicas,
         loads=args.loads, e2e_reviews=args.e2e_reviews, load_duration_s=args.load_duration_s,
