@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from consumer.http import serve
@@ -90,8 +91,10 @@ def build_worker(
         # librdkafka requires deliveries to time out within the transaction.
         "delivery.timeout.ms": settings.transaction_timeout_ms,
     } if settings.transactions else {}
-    producer = make_producer(kafka, ProducerSettings(linger_ms=2), **extra)
-    output = KafkaOutput(producer, consumer, enriched_topic=topics.enriched, dlq_topic=topics.dlq,
+    def new_producer() -> Producer:
+        return make_producer(kafka, ProducerSettings(linger_ms=2), **extra)
+
+    output = KafkaOutput(new_producer, consumer, enriched_topic=topics.enriched, dlq_topic=topics.dlq,
                          transactional=settings.transactions)
     options = WorkerOptions(
         input_topic=topics.input,

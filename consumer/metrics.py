@@ -29,6 +29,7 @@ class WorkerMetrics:
     redis_errors: Counter
     commit_errors: Counter
     aborted_transactions: Counter
+    producer_resets: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "reviews_mtl") -> WorkerMetrics:
@@ -57,6 +58,7 @@ class WorkerMetrics:
             redis_errors=counter("redis_errors", "Failed Redis aggregate updates (retried)"),
             commit_errors=counter("commit_errors", "Failed Kafka commits or transactions (retried)"),
             aborted_transactions=counter("aborted_transactions", "Kafka transactions aborted and replayed"),
+            producer_resets=counter("producer_resets", "Producers replaced after a fatal error"),
         )
 
     def observe_stats(self, stats_json: str, topic: str) -> None:

@@ -9,6 +9,8 @@ once, and a replay may repeat records on the output topic (each carries ``review
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -36,7 +38,7 @@ def _classify(exc: KafkaException, step: str) -> OutputError:
 class KafkaOutput:
     def __init__(
         self,
-        producer: Producer,
+        producer_factory: Callable[[], Producer],
         consumer: Consumer,
         *,
         enriched_topic: str,
@@ -44,7 +46,9 @@ class KafkaOutput:
         transactional: bool,
         timeout_s: float = 30.0,
     ) -> None:
-        self.producer = producer
+        self.producer_factory = producer_factory
+        self.producer = producer_factory()
+        self._resets: list[float] = []
         self.consumer = consumer
         self.enriched_topic = enriched_topic
         self.dlq_topic = dlq_topic
@@ -74,6 +78,23 @@ class KafkaOutput:
                 raise _classify(exc, "abort_transaction") from exc
             finally:
                 self._in_transaction = False
+
+    def reset(self, max_per_minute: int = 5) -> bool:
+        """Replace a producer that hit a fatal error (e.g. its transaction coordinator died mid-commit)
+        with a new one under the same transactional id; ``init_transactions`` fences the old epoch.
+
+        Returns False when resets come too often: then the process should exit and be restarted.
+        """
+        now = time.monotonic()
+        self._resets = [t for t in self._resets if now - t < 60.0] + [now]
+        if len(self._resets) > max_per_minute:
+            return False
+        self._in_transaction = False
+        # The old instance is unusable; what it still holds belongs to a transaction that never commits.
+        self.producer = self.producer_factory()
+        self.start()
+        log.warning("producer replaced after a fatal error (%d in the last minute)", len(self._resets))
+        return True
 
     def close(self) -> None:
         if self._in_transaction:

@@ -190,7 +190,13 @@ class Worker:
                 self.metrics.commit_errors.inc()
                 self._degraded(f"kafka: {exc}")
                 if exc.fatal:
-                    raise
+                    # The producer is unusable; the batch was not committed. A new producer and a
+                    # replay from the batch's first offsets recover, unless this keeps happening.
+                    if not self.output.reset():
+                        raise
+                    self.metrics.producer_resets.inc()
+                    self._rewind(messages)
+                    return False
                 if exc.abort:
                     self.output.abort()
                     self.metrics.aborted_transactions.inc()

@@ -1,0 +1,141 @@
+"""The Kafka side of a batch, with fakes of the client protocol: what is retried, aborted, or rebuilt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from consumer.metrics import WorkerMetrics
+from consumer.output import KafkaOutput, OutputError
+from consumer.processing import BatchOutput, InMessage, OutRecord
+from consumer.worker import Worker, WorkerOptions
+
+
+@dataclass
+class FakeProducer:
+    fail_commit: list[KafkaError] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    produced: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls.append("init")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None:
+        self.produced.append((topic, value))
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], meta: object, timeout: float) -> None:
+        self.calls.append("offsets:" + ",".join(f"{o.partition}@{o.offset}" for o in offsets))
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.fail_commit:
+            raise KafkaException(self.fail_commit.pop(0))
+        self.calls.append("commit")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+@dataclass
+class FakeConsumer:
+    seeks: list[tuple[int, int]] = field(default_factory=list)
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def poll(self, timeout: float) -> None:
+        return None
+
+
+def _setup(*producers: FakeProducer) -> tuple[Worker, KafkaOutput, FakeConsumer, WorkerMetrics]:
+    queue = list(producers)
+    consumer = FakeConsumer()
+    output = KafkaOutput(lambda: queue.pop(0), consumer, enriched_topic="out", dlq_topic="dlq",  # type: ignore[arg-type,return-value]
+                         transactional=True)
+    output.start()
+    metrics = WorkerMetrics.create(CollectorRegistry())
+    worker = Worker(consumer, output, None, metrics,  # type: ignore[arg-type]
+                    WorkerOptions("in", 10, 0.1, 5.0))
+    worker.assigned = {("in", 0), ("in", 1)}
+    return worker, output, consumer, metrics
+
+
+MESSAGES = [InMessage("in", 0, 5, b"k", b"v"), InMessage("in", 0, 6, b"k", b"v"), InMessage("in", 1, 9, b"k", b"v")]
+
+
+def _batch() -> BatchOutput:
+    out = BatchOutput()
+    out.enriched = [OutRecord(b"k", b"e1"), OutRecord(b"k", b"e2")]
+    out.dead_letters = [OutRecord(b"k", b"bad", [("x-error-reason", b"invalid_json")])]
+    out.next_offsets = {("in", 0): 7, ("in", 1): 10}
+    return out
+
+
+def test_one_transaction_carries_records_dead_letters_and_offsets() -> None:
+    p = FakeProducer()
+    worker, _, consumer, _ = _setup(p)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is True
+    assert p.calls == ["init", "begin", "offsets:0@7,1@10", "commit"]
+    assert p.produced == [("out", b"e1"), ("out", b"e2"), ("dlq", b"bad")]
+    assert consumer.seeks == []
+
+
+def test_retriable_commit_failure_commits_the_same_transaction_again() -> None:
+    p = FakeProducer(fail_commit=[KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)])
+    worker, _, consumer, metrics = _setup(p)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is True
+    assert p.calls == ["init", "begin", "offsets:0@7,1@10", "commit"]  # begun once, committed once
+    assert len(p.produced) == 3 and consumer.seeks == []
+    assert metrics.commit_errors._value.get() == 1
+
+
+def test_abortable_failure_aborts_and_rewinds_to_the_batch_start() -> None:
+    p = FakeProducer(fail_commit=[KafkaError(KafkaError._FENCED, "epoch bump", txn_requires_abort=True)])
+    worker, _, consumer, metrics = _setup(p)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
+    assert p.calls[-1] == "abort"
+    assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
+    assert metrics.aborted_transactions._value.get() == 1
+
+
+def test_fatal_failure_replaces_the_producer_and_replays() -> None:
+    broken = FakeProducer(fail_commit=[KafkaError(KafkaError.INVALID_TXN_STATE, "coordinator died", fatal=True)])
+    fresh = FakeProducer()
+    worker, output, consumer, metrics = _setup(broken, fresh)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
+    assert output.producer is fresh and fresh.calls == ["init"]  # the new epoch fences the old one
+    assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
+    assert metrics.producer_resets._value.get() == 1
+    # The replayed batch then goes through the new producer.
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is True
+    assert fresh.calls[-1] == "commit"
+
+
+def test_fatal_failures_that_keep_coming_end_the_process() -> None:
+    fatal = KafkaError(KafkaError.INVALID_TXN_STATE, "again", fatal=True)
+    worker, _, _, _ = _setup(*[FakeProducer(fail_commit=[fatal]) for _ in range(8)])
+    # Five replacements a minute are allowed; the sixth fatal error ends the process, to be restarted.
+    assert [worker._publish_with_retry(list(MESSAGES), _batch()) for _ in range(5)] == [False] * 5
+    with pytest.raises(OutputError, match="again"):
+        worker._publish_with_retry(list(MESSAGES), _batch())
