@@ -85,7 +85,9 @@ PRESETS: dict[str, TrainConfig] = {
         freeze_layers=3,
         parity_rows=400,
         learning_rate=1e-4,
-        time_budget_s=150.0,
+        # No wall-clock budget: a fixed 200 steps keeps the demo model the same on a loaded machine (a 150 s
+        # budget cut one CI-style run to 77 steps under load). About 2-3 min of training on 2 idle cores.
+        time_budget_s=0.0,
     ),
     "full": TrainConfig(
         preset="full",
