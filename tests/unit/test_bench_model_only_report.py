@@ -30,7 +30,7 @@ def test_model_only_rows_cover_runtimes_and_batches(model_only: dict[str, Any]) 
     assert sizes == {(4, 4), (16, 16), (256, 64)}  # the worker's own shape rides along
     assert [t["batch_size"] for t in model_only["tokenization"]] == [4, 16]
     assert model_only["model_only_reviews_per_s"] == model_only["best_onnx_int8"]["reviews_per_s"]
-    assert model_only["best_onnx_int8"]["batch_size"] in (4, 16)
+    assert model_only["best_onnx_int8"]["batch_size"] in (4, 16, 256)
 
 
 def _result(model_only: dict[str, Any]) -> dict[str, Any]:
