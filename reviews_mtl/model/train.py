@@ -383,7 +383,9 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
     )
     export_onnx(model_cpu, output_dir)
     quantize_int8(output_dir)
-    parity_texts = data.validation_reviews.texts[: config.parity_rows]  # the rows that carry sentiment labels
+    # Validation rows first; runtime agreement needs no labels, so a small split (the project's own sample)
+    # is topped up with training texts to keep the check meaningful.
+    parity_texts = [*data.validation_reviews.texts, *data.train_reviews.texts][: config.parity_rows]
     parity = check_parity(output_dir, parity_texts, model=model_cpu)
 
     from reviews_mtl.model.baseline import run_baseline
