@@ -82,6 +82,8 @@ def build_worker(
             # Producers may write reviews transactionally too: never read aborted ones.
             "isolation.level": "read_committed",
             "statistics.interval.ms": 5000,
+            # librdkafka's default lets an idle fetch sit 500 ms on the broker: most of a light-load latency.
+            "fetch.wait.max.ms": 50,
             "stats_cb": on_stats,
         },
     )

@@ -53,13 +53,26 @@ def test_batch_closes_at_max_records() -> None:
 def test_batch_closes_at_max_wait_with_what_it_has() -> None:
     clock = FakeClock()
     source = ScriptedSource(clock, [[1], [], [2], [], [], [], []], step_s=0.1)
-    batcher = MicroBatcher(source, max_records=100, max_wait_s=0.35, clock=clock)  # type: ignore[arg-type]
+    batcher = MicroBatcher(source, max_records=100, max_wait_s=0.35, clock=clock,  # type: ignore[arg-type]
+                           idle_close_s=None)
     batch: list[Any] = batcher.next_batch()
     assert batch == [1, 2]
     assert clock.now == pytest.approx(0.35)
     # Each wait is bounded by the time left, so the batch never overruns its deadline.
     assert all(timeout <= 0.35 + 1e-9 for _, timeout in source.calls)
     assert source.calls[-1][1] == pytest.approx(0.05)
+
+
+def test_batch_closes_early_when_the_queue_runs_dry() -> None:
+    clock = FakeClock()
+    source = ScriptedSource(clock, [[], [1, 2], [3], [], [4]], step_s=0.1)
+    batcher = MicroBatcher(source, max_records=100, max_wait_s=1.0, clock=clock,  # type: ignore[arg-type]
+                           idle_close_s=0.02)
+    batch: list[Any] = batcher.next_batch()
+    assert batch == [1, 2, 3]
+    # Before the first message the wait is the whole window; after it, only the short idle probe.
+    assert [t for _, t in source.calls] == [pytest.approx(1.0), pytest.approx(0.9), 0.02, 0.02]
+    assert clock.now == pytest.approx(0.24)
 
 
 def test_idle_source_returns_an_empty_batch_after_max_wait() -> None:
