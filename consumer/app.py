@@ -48,8 +48,9 @@ def transactional_id(settings: ConsumerSettings, replica: int | None) -> str:
 def load_model(settings: ConsumerSettings) -> Predictor:
     from reviews_mtl.model.runtime import load_predictor
 
+    batch_size = settings.inference_batch_size or settings.batch_max_records
     return load_predictor(settings.model_dir, runtime=settings.runtime,
-                          intra_op_threads=settings.intra_op_threads)
+                          intra_op_threads=settings.intra_op_threads, batch_size=batch_size)
 
 
 def build_worker(

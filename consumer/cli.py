@@ -23,6 +23,7 @@ _CONSUMER_FLAGS = {
     "replicas": "replicas",
     "threads": "intra_op_threads",
     "drain_timeout_s": "drain_timeout_s",
+    "inference_batch_size": "inference_batch_size",
 }
 
 
@@ -53,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Prometheus/health port, replica i uses port+i, 0 = off (env REVIEWS_CONSUMER_METRICS_PORT)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per worker, 0 = cores/replicas")
     p.add_argument("--drain-timeout-s", type=float, help="bound on the SIGTERM drain (default 20)")
+    p.add_argument("--inference-batch-size", type=int,
+                   help="rows per model call, 0 = the whole micro-batch (GPU)")
     p.add_argument("--no-transactions", action="store_true",
                    help="at-least-once output instead of one transaction per batch (REVIEWS_CONSUMER_TRANSACTIONS)")
     p.add_argument("--input-topic", help="env REVIEWS_TOPIC_INPUT (default reviews)")

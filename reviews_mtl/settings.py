@@ -139,6 +139,9 @@ class ConsumerSettings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     replicas: int = Field(default=1, ge=1)
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = one per core")
+    # Rows per model call inside a micro-batch: 64 suits a CPU; 0 runs the whole micro-batch in one call
+    # (what a GPU wants, with batch_max_records raised to ~1024).
+    inference_batch_size: int = Field(default=64, ge=0)
 
 
 class StackSettings(BaseSettings):
