@@ -46,18 +46,7 @@ def reviews_from_data(
         random.Random(seed).shuffle(pool)
     if limit is not None:
         pool = pool[:limit]
-    reviews = []
-    for item in pool:
-        reviews.append(
-            Review(
-                review_id=item.review_id,
-                product_id=item.product_id,
-                text=item.text,
-                title=item.title,
-                rating=item.rating,
-            )
-        )
-    return reviews
+    return [item.to_review() for item in pool]
 
 
 def with_timestamps(

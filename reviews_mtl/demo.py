@@ -45,9 +45,7 @@ def _load_reviews(data_dir: Path | None, limit: int) -> tuple[list[Review], str]
         return reviews_from_data(data_dir, limit=limit, shuffle=True), f"real reviews from {data_dir}"
     from reviews_mtl.model.sources import load_sample_reviews
 
-    sample = load_sample_reviews()[:limit]
-    reviews = [Review(review_id=s.review_id, product_id=s.product_id, text=s.text, title=s.title, rating=s.rating)
-               for s in sample]
+    reviews = [s.to_review() for s in load_sample_reviews()[:limit]]
     return reviews, "the project's own sample (../shared/data not found)"
 
 

@@ -45,15 +45,7 @@ def load_bench_reviews(data_dir: Path | None = None, limit: int = 4000, seed: in
         if len(reviews) >= limit:
             break
         try:
-            reviews.append(
-                Review(
-                    review_id=item.review_id,
-                    product_id=item.product_id,
-                    text=item.text,
-                    title=item.title,
-                    rating=item.rating,
-                )
-            )
+            reviews.append(item.to_review())
         except ValidationError:
             continue  # past the contract's size limits: the worker would dead-letter it
     if not reviews:

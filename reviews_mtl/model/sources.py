@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from reviews_mtl.contracts import Review
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_DIR = Path(__file__).with_name("sample")
@@ -45,6 +47,11 @@ class SourceReview:
     def model_text(self) -> str:
         """The text the model reads: title and body, as :meth:`reviews_mtl.contracts.Review.model_text`."""
         return f"{self.title}. {self.text}" if self.title else self.text
+
+    def to_review(self) -> Review:
+        """The input-contract record (stars kept as ``rating``); raises ``ValidationError`` past its limits."""
+        return Review(review_id=self.review_id, product_id=self.product_id, text=self.text, title=self.title,
+                      rating=self.rating)
 
 
 def _clean(value: str | None) -> str:
