@@ -39,16 +39,25 @@ def build_tiny_model(seed: int = 0) -> MultiTaskReviewModel:
 
 def build_tiny_artifact(out_dir: Path, seed: int = 0, max_length: int = 64) -> Path:
     """Write a complete artifact with random weights into ``out_dir`` and return it."""
-    out_dir = Path(out_dir)
-    model = build_tiny_model(seed)
+    return write_untrained_artifact(
+        build_tiny_model(seed), Path(out_dir), name="reviews-mtl-tiny", version=f"tiny-{seed}", preset="tiny",
+        encoder="random-bert-tiny", max_length=max_length, note="random weights, for tests only",
+    )
+
+
+def write_untrained_artifact(
+    model: MultiTaskReviewModel, out_dir: Path, *, name: str, version: str, preset: str, encoder: str,
+    max_length: int, note: str,
+) -> Path:
+    """A complete artifact of a model whose heads were never trained (tests, speed benchmarks)."""
     save_model_files(model, default_encoder(), out_dir)
     write_config(
         out_dir,
         {
-            "model_name": "reviews-mtl-tiny",
-            "model_version": f"tiny-{seed}",
-            "preset": "tiny",
-            "encoder": "random-bert-tiny",
+            "model_name": name,
+            "model_version": version,
+            "preset": preset,
+            "encoder": encoder,
             "encoder_config": encoder_config_dict(model),
             "pooling": "mean",
             "max_length": max_length,
@@ -59,6 +68,6 @@ def build_tiny_artifact(out_dir: Path, seed: int = 0, max_length: int = 64) -> P
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
-    (out_dir / METRICS_FILE).write_text(json.dumps({"note": "random weights"}) + "\n", encoding="utf-8")
-    (out_dir / MODEL_CARD_FILE).write_text("# reviews-mtl tiny\n\nRandom weights, for tests only.\n")
+    (out_dir / METRICS_FILE).write_text(json.dumps({"note": note}) + "\n", encoding="utf-8")
+    (out_dir / MODEL_CARD_FILE).write_text(f"# {name}\n\n{note.capitalize()}.\n", encoding="utf-8")
     return out_dir
