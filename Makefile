@@ -21,8 +21,10 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Strict for the packages, relaxed for the tests (pyproject.toml).
 typecheck: install
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 
 # Unit tests: tiny random models, fakes of our own protocols; no servers.
 unit: install

@@ -5,6 +5,8 @@ Independent of REVIEWS_TEST_KAFKA (it always starts its own cluster from the jar
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from reviews_mtl.kafka import create_topic, make_admin, make_producer, read_topic
@@ -27,7 +29,7 @@ def _produce(settings: KafkaSettings, topic: str, prefix: str, count: int) -> No
     assert failures == []
 
 
-def test_three_brokers_survive_one_crash_and_restart(apache_cluster) -> None:
+def test_three_brokers_survive_one_crash_and_restart(apache_cluster: Any) -> None:
     cluster = apache_cluster(
         3, extra_config={"broker.session.timeout.ms": "4000", "broker.heartbeat.interval.ms": "500"}
     )

@@ -99,7 +99,10 @@ def test_phase_breakdown_accounts_for_the_whole_wall_time() -> None:
     from reviews_mtl.bench.phases import PhaseClock, _breakdown
 
     clock = PhaseClock()
-    timed = clock.wrap("decode", lambda x: x * 2)
+    def double(x: int) -> int:
+        return x * 2
+
+    timed = clock.wrap("decode", double)
     assert timed(3) == 6 and clock.calls["decode"] == 1
     seconds = defaultdict(float, {
         "consume": 1.0, "collect": 1.1, "process": 6.0, "decode": 0.2, "predict_and_build": 4.5, "predict": 4.0,

@@ -124,7 +124,8 @@ def test_fatal_failure_replaces_the_producer_and_replays() -> None:
     fresh = FakeProducer()
     worker, output, consumer, metrics = _setup(broken, fresh)
     assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
-    assert output.producer is fresh and fresh.calls == ["init"]  # the new epoch fences the old one
+    new_producer: object = output.producer
+    assert new_producer is fresh and fresh.calls == ["init"]  # the new epoch fences the old one
     assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
     assert metrics.producer_resets._value.get() == 1
     # The replayed batch then goes through the new producer.

@@ -101,7 +101,7 @@ def test_sentence_rows_mark_human_and_weak_cells() -> None:
 def test_split_is_grouped_by_product_and_stable() -> None:
     reviews = [SourceReview(f"r{i}", f"p{i % 50}", f"text {i}", None, 1 + i % 5, "amazon_mi5") for i in range(2000)]
     split = split_reviews(reviews)
-    sides = {}
+    sides: dict[str, str] = {}
     for name, part in (("train", split.train), ("validation", split.validation), ("test", split.test)):
         for r in part:
             assert sides.setdefault(r.product_id, name) == name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from reviews_mtl.model.data import MixedBatches, review_rows, sentence_rows
 from reviews_mtl.model.sources import SourceReview
 
 
-def _rows() -> tuple:
+def _rows() -> tuple[Any, ...]:
     reviews = [
         SourceReview(f"r{i}", "p", f"review number {i} " + "word " * (i % 7), None, 1 + i % 5, "t") for i in range(40)
     ]
@@ -48,7 +50,7 @@ def test_batches_are_length_grouped() -> None:
     spreads = []
     for _ in range(50):
         review_part, _ = next(batches)
-        lengths = [len(x) for x in review_part.ids]
+        lengths = [len(x) for x in review_part.ids or []]
         spreads.append(max(lengths) - min(lengths))
     assert np.mean(spreads) < 4  # random batches of lengths 3..11 would spread about 7
 
@@ -70,10 +72,10 @@ def test_choose_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     from reviews_mtl.model import train
 
     assert train.choose_threads(3) == 3
-    monkeypatch.setattr(train.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (6.0, 0.0, 0.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 0.0, 0.0))
     assert train.choose_threads(0) == 1
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
     assert train.choose_threads(0) == 2
 
 

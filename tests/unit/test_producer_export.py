@@ -35,7 +35,7 @@ def test_export_from_data_dir_round_trips_through_readers(tmp_path: Path) -> Non
     back = [r.review for r in records if isinstance(r, ValidRecord)]
     assert [r.review_id for r in back] == [r.review_id for r in reviews]
     assert [r.rating for r in back] == [r.rating for r in reviews]
-    stamps = [r.timestamp for r in back]
+    stamps = [r.timestamp or 0.0 for r in back]
     assert stamps[0] == pytest.approx(2_000_000.0 - 90.0) and stamps[-1] == pytest.approx(2_000_000.0)
     assert stamps == sorted(stamps)
     assert not (tmp_path / "out" / "reviews.jsonl.tmp").exists()
