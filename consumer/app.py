@@ -103,6 +103,7 @@ def build_worker(
         input_topic=topics.input,
         batch_max_records=settings.batch_max_records,
         batch_max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        batch_idle_close_s=settings.batch_idle_close_ms / 1000.0 if settings.batch_idle_close_ms else None,
         drain_timeout_s=settings.drain_timeout_s,
     )
     worker = Worker(consumer, output, BatchProcessor(predictor, store), metrics, options)

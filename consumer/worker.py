@@ -39,6 +39,7 @@ class WorkerOptions:
     batch_max_records: int
     batch_max_wait_s: float
     drain_timeout_s: float
+    batch_idle_close_s: float | None = None
 
 
 class Worker:
@@ -57,7 +58,8 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.clock = clock
-        self.batcher = MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock)
+        self.batcher = MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock,
+                                    idle_close_s=options.batch_idle_close_s)
         self.assigned: set[tuple[str, int]] = set()
         self._stop = threading.Event()
         self.heartbeat = clock()
