@@ -156,3 +156,9 @@ class StackSettings(BaseSettings):
     kafka_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     redis_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     start_timeout_s: float = Field(default=60.0, gt=0)
+
+
+def env_names() -> set[str]:
+    """Every environment variable a settings class here reads (env prefix + field name, upper case)."""
+    classes = (KafkaSettings, RedisSettings, TopicSettings, ProducerSettings, ConsumerSettings, StackSettings)
+    return {f"{cls.model_config['env_prefix']}{name}".upper() for cls in classes for name in cls.model_fields}

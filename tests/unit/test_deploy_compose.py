@@ -6,7 +6,6 @@ environment names against the settings classes, the dashboard's PromQL against t
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from pathlib import Path
@@ -15,27 +14,16 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from pydantic_settings import BaseSettings
 
 from consumer.metrics import WorkerMetrics
-from reviews_mtl import settings as settings_module
 from reviews_mtl.settings import ConsumerSettings, TopicSettings
+from reviews_mtl.settings import env_names as settings_env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "reviews-mtl.json"
-
-
-def settings_env_names() -> set[str]:
-    """Every environment variable the settings classes read: env_prefix + field name."""
-    names: set[str] = set()
-    for _, cls in inspect.getmembers(settings_module, inspect.isclass):
-        if issubclass(cls, BaseSettings) and cls.__module__ == settings_module.__name__:
-            prefix = cls.model_config["env_prefix"]
-            names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
-    return names
 
 
 def worker_metric_names() -> set[str]:

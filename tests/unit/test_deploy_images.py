@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import sys
 from pathlib import Path
 
 import pytest
-from pydantic_settings import BaseSettings
 
-from reviews_mtl import settings as settings_module
 from reviews_mtl.settings import ConsumerSettings
+from reviews_mtl.settings import env_names as settings_env_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "deploy" / "docker"
 IMAGES = ("Dockerfile.worker", "Dockerfile.gpu-worker", "Dockerfile.trainer")
 OUR_PREFIXES = ("KAFKA_", "REDIS_", "REVIEWS_")
-
-
-def settings_env_names() -> set[str]:
-    names: set[str] = set()
-    for _, cls in inspect.getmembers(settings_module, inspect.isclass):
-        if issubclass(cls, BaseSettings) and cls.__module__ == settings_module.__name__:
-            prefix = cls.model_config["env_prefix"]
-            names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
-    return names
 
 
 def instructions(name: str) -> list[tuple[str, str]]:

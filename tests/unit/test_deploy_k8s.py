@@ -6,31 +6,19 @@ kustomization have no schema there; their fields are checked by the tests below.
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
 
-from reviews_mtl import settings as settings_module
 from reviews_mtl.settings import ConsumerSettings
+from reviews_mtl.settings import env_names as settings_env_names
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30"
 CRD_KINDS = {"ScaledObject", "TriggerAuthentication"}
-
-
-def settings_env_names() -> set[str]:
-    """Every environment variable the settings classes read: env_prefix + field name."""
-    names: set[str] = set()
-    for _, cls in inspect.getmembers(settings_module, inspect.isclass):
-        if issubclass(cls, BaseSettings) and cls.__module__ == settings_module.__name__:
-            prefix = cls.model_config["env_prefix"]
-            names |= {f"{prefix}{field}".upper() for field in cls.model_fields}
-    return names
 
 
 def load_manifests() -> list[dict[str, Any]]:
