@@ -223,6 +223,13 @@ class Publisher:
     def in_flight(self) -> int:
         return self._in_flight
 
+    def flush(self, timeout_s: float | None = None) -> int:
+        """Wait for the delivery reports of everything sent so far, keeping the producer open (a long-lived
+        sender checks its records batch by batch); returns how many are still unacknowledged."""
+        if timeout_s is None:
+            timeout_s = self.settings.delivery_timeout_ms / 1000 + FLUSH_GRACE_S
+        return int(self._producer.flush(timeout_s))
+
     def close(self, timeout_s: float | None = None) -> PublishSummary:
         """Flush, wait for every delivery report, and count whatever never got one as failed."""
         if timeout_s is None:

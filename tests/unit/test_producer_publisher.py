@@ -100,6 +100,28 @@ def test_unacknowledged_after_flush_count_as_failed() -> None:
     assert "not acknowledged" in summary.failures[-1].error
 
 
+def test_flush_waits_for_reports_and_keeps_the_producer_open() -> None:
+    from reviews_mtl.contracts import Review
+
+    fake = FakeProducer(lazy=True)
+    publisher = Publisher("t", producer=fake)  # type: ignore[arg-type]
+    for i in range(3):
+        publisher.send(Review(review_id=f"r{i}", product_id="p", text="fine"))
+    assert publisher.summary.sent == 0 and publisher.in_flight == 3  # nothing acknowledged without waiting
+    assert publisher.flush() == 0
+    assert (publisher.summary.sent, publisher.in_flight) == (3, 0)
+    publisher.send(Review(review_id="r3", product_id="p", text="still open"))
+    assert publisher.close().sent == 4
+
+
+def test_flush_reports_what_stays_unacknowledged() -> None:
+    from reviews_mtl.contracts import Review
+
+    publisher = Publisher("t", producer=FakeProducer(stuck=True))  # type: ignore[arg-type]
+    publisher.send(Review(review_id="r0", product_id="p", text="fine"))
+    assert publisher.flush(timeout_s=0.01) == 1 and publisher.summary.sent == 0
+
+
 def test_fatal_error_stops_sending() -> None:
     fake = FakeProducer(fail=lambda v: FakeError("Fatal: idempotence broken", fatal=True))
     publisher = Publisher("t", producer=fake)  # type: ignore[arg-type]
