@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replicas", type=int, help="worker processes in this group (env REVIEWS_CONSUMER_REPLICAS)")
     p.add_argument("--group-id", help="consumer group (env REVIEWS_CONSUMER_GROUP_ID, default reviews-mtl)")
     p.add_argument("--batch-max-records", type=int, help="env REVIEWS_CONSUMER_BATCH_MAX_RECORDS (default 256)")
-    p.add_argument("--batch-max-wait-ms", type=int, help="env REVIEWS_CONSUMER_BATCH_MAX_WAIT_MS (default 200)")
+    p.add_argument("--batch-max-wait-ms", type=int, help="env REVIEWS_CONSUMER_BATCH_MAX_WAIT_MS (default 50)")
     p.add_argument("--metrics-port", type=int,
                    help="Prometheus/health port, replica i uses port+i, 0 = off (env REVIEWS_CONSUMER_METRICS_PORT)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per worker, 0 = cores/replicas")

@@ -126,7 +126,10 @@ class ConsumerSettings(BaseSettings):
     model_dir: Path = Path("artifacts/demo")
     runtime: RuntimeKind = "auto"
     batch_max_records: int = Field(default=256, ge=1)
-    batch_max_wait_ms: int = Field(default=200, ge=1)
+    # The batch waits this long from the loop's call even when records are queued, and a review that arrives
+    # while a batch is processed waits out the next window too: at half load on 2 cores 200 ms put p99 at
+    # 1.4 s, 50 ms at 0.38 s, with the same maximum throughput (full batches close on batch_max_records).
+    batch_max_wait_ms: int = Field(default=50, ge=1)
     # Close a batch early once the local queue stays empty this long (0 = off). It lowers latency where a
     # transaction commit is cheap (Apache Kafka); where it is slow (Tansu) many small batches cost more.
     batch_idle_close_ms: int = Field(default=0, ge=0)
