@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).with_name("sample")
 SAMPLE_REVIEWS_FILE = SAMPLE_DIR / "reviews.jsonl"
 
-# Sources whose product ids are real; the others carry one synthetic product per source, so a
-# grouped split must fall back to grouping by review there.
+# Sources whose product ids are real; the others carry a synthetic one (one per source where the source is one
+# product or product family, one per review for MARC), so a grouped split falls back to grouping by review.
 SOURCES_WITH_PRODUCT_IDS = frozenset({"amazon_mi5", "blitzer_mds", "datafiniti_amazon"})
 
 csv.field_size_limit(10_000_000)
@@ -125,7 +125,10 @@ def _marc_en(root: Path) -> Iterator[SourceReview]:
                     continue
                 yield SourceReview(
                     review_id=f"marc:{row[0]}",
-                    product_id="marc_en",
+                    # MARC samples reviews across thousands of products but this export drops the product id:
+                    # each review stands for its own unknown product, rather than one product holding a third
+                    # of the pool (which made one Kafka partition carry half the stream).
+                    product_id=f"marc_en:{row[0]}",
                     text=_clean(row[1]),
                     title=None,
                     rating=rating,
