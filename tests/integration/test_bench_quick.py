@@ -63,6 +63,7 @@ def test_bench_quick_end_to_end(
     assert "gpu" in machine
     assert loaded["e2e"]["throughput"][0]["reviews"] == 800
     assert loaded["e2e"]["throughput"][0]["model_only_adjacent_per_s"] > 0
+    assert [g["replicas"] for g in loaded["e2e"]["latency_by_replicas"]] == [1]
     latency = loaded["e2e"]["latency"][0]
     assert latency["reviews"] >= 20 and 0 < latency["p50_s"] <= latency["p99_s"]
     assert loaded["seed_setup"]["batch_size"] == 16 and loaded["seed_setup"]["padded_length"] == 128

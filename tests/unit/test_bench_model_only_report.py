@@ -59,6 +59,10 @@ def _result(model_only: dict[str, Any]) -> dict[str, Any]:
         "elapsed_s": 12.0,
         "logs": "/tmp/x",
     }
+    e2e = result["e2e"]
+    slower = [dict(x, p99_s=0.9) for x in e2e["latency"]]
+    e2e["latency_by_replicas"] = [{"replicas": 1, "max_reviews_per_s": 100.0, "latency": e2e["latency"]},
+                                  {"replicas": 2, "max_reviews_per_s": 90.0, "latency": slower}]
     result["targets"] = targets(result, cuda=False)
     return result
 
@@ -67,6 +71,9 @@ def test_report_table_json_and_plots(model_only: dict[str, Any], tmp_path: Path)
     result = _result(model_only)
     table = render(result)
     assert "onnx-int8" in table and "Latency" in table and "NOT MET" in table and "shared machine" in table
+    # One latency table per replica count, the best-throughput one marked as the headline.
+    assert "1 replica(s) (headline: best throughput)" in table and "2 replica(s)\n" in table
+    assert "  0.900" in table
     write_json(result, tmp_path / "out" / "bench.json")
     loaded = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert loaded["e2e_over_seed"] == 25.0
