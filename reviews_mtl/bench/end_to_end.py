@@ -4,12 +4,12 @@ Throughput: a topic pre-loaded with N reviews is drained by ``replicas`` fresh w
 records that became visible after the first one, over the time from the first to the last (so worker
 start-up, model loading and the group join are not counted, and neither is the first batch's own time).
 
-Latency: a fresh pipeline is warmed up (group joined, first batches done), then reviews are offered at fixed
-shares of the measured maximum with the producer's token bucket, each stamped with ``timestamp`` = its send
-time. A review's latency is the time its enriched record became visible to a ``read_committed`` reader
-(after the worker's transaction committed) minus that timestamp: it includes the producer's linger, the
-micro-batch wait, inference, the Redis script, the transaction commit and the reader's fetch (≤ 10 ms).
-The publisher runs in this process on the same cores, as the tail reader does. It is one long-lived
+Latency: a fresh pipeline is warmed up (group joined and settled, first batches done), then reviews are
+offered at fixed shares of the measured maximum with the producer's token bucket, each stamped with
+``timestamp`` = its send time. A review's latency is the time its enriched record became visible to a
+``read_committed`` reader (after the worker's transaction committed) minus that timestamp: it includes the
+producer's linger, the micro-batch wait, inference, the Redis script, the transaction commit and the reader's
+fetch (≤ 10 ms). The publisher runs in this process on the same cores, as the tail reader does. It is one long-lived
 producer, warmed up with the pipeline, because an upstream service keeps its producer: a fresh one per
 step put its own start-up (about a second on Tansu) into the first records' latency, which was the
 whole p99 at light load.
@@ -204,6 +204,7 @@ def measure_latency(
             # Warm-up, not measured: the group join, the model's first runs, the producers' start-up.
             sent = pipe.preload(stream(reviews, warmup, "warm-"), publisher)
             tail.wait_for(sent, 300, workers, pipe.logs, desc="latency warm-up")
+            pipe.wait_until_balanced()
             for load in loads:
                 rate = load * max_rate
                 n = max(20, int(rate * duration_s))

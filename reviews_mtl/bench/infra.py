@@ -237,6 +237,20 @@ class EnrichedTail:
                 time.sleep(0.05)
 
 
+def _owned_partitions(log: Path) -> set[str]:
+    """The partitions a worker owns now, replayed from its ``assigned``/``revoked``/``lost`` log lines."""
+    owned: set[str] = set()
+    if not log.exists():
+        return owned
+    for line in log.read_text(errors="replace").splitlines():
+        for verb in ("assigned", "revoked", "lost"):
+            marker = f" consumer.worker {verb} "
+            if marker in line:
+                parts = {x.strip() for x in line.split(marker, 1)[1].split(",")} - {"nothing"}
+                owned = owned | parts if verb == "assigned" else owned - parts
+    return owned
+
+
 def tail_logs(logs: Iterable[Path], chars: int = 2000) -> str:
     return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-chars:]}" for p in logs if p.exists())
 
@@ -251,6 +265,7 @@ class Pipeline:
     name: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}")
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    worker_logs: list[Path] = field(default_factory=list)  # of the running workers, in start order
 
     def __post_init__(self) -> None:
         from reviews_mtl.kafka import create_topic
@@ -298,14 +313,33 @@ class Pipeline:
         extra: Sequence[str] = (),
     ) -> list[subprocess.Popen[bytes]]:
         """``replicas`` real worker processes (``python -m consumer``) in this pipeline's group."""
-        return [
-            self.start_process(
+        started = []
+        for _ in range(replicas):
+            started.append(self.start_process(
                 [sys.executable, "-m", "consumer", "--model", str(model_dir), "--runtime", runtime,
                  "--threads", str(threads), *extra],
                 f"worker{len(self.workers)}",
-            )
-            for _ in range(replicas)
-        ]
+            ))
+            self.worker_logs.append(self.logs[-1])
+        return started
+
+    def wait_until_balanced(self, timeout_s: float = 60.0) -> None:
+        """Block until every running worker owns partitions and together they own all of them.
+
+        Read from the workers' own ``assigned``/``revoked`` log lines (Tansu's DescribeGroups lists no
+        members): a cooperative rebalance still moving partitions after the warm-up would otherwise stall
+        the first measured records.
+        """
+        deadline = time.monotonic() + timeout_s
+        expected = {f"{self.input}:{p}" for p in range(self.partitions)}
+        while True:
+            owned = [_owned_partitions(log) for log in self.worker_logs]
+            union = set().union(*owned) if owned else set()
+            if union == expected and all(owned[: self.partitions]):
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"the group did not settle in {timeout_s:.0f}s: {[sorted(o) for o in owned]}")
+            time.sleep(0.1)
 
     def stop_workers(self, timeout_s: float = 30.0) -> None:
         for p in self.workers:
@@ -318,6 +352,7 @@ class Pipeline:
                 p.kill()
                 p.wait()
         self.workers.clear()
+        self.worker_logs.clear()
 
     def tail(self) -> EnrichedTail:
         return EnrichedTail(self.servers.kafka, self.enriched)

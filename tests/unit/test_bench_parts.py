@@ -114,3 +114,18 @@ def test_phase_breakdown_accounts_for_the_whole_wall_time() -> None:
     by_name = {r["phase"]: r for r in rows}
     assert by_name["model (ONNX Runtime / torch run)"]["share"] == pytest.approx(3.0 / 8.0)
     assert by_name["build EnrichedRecord objects"]["us_per_review"] == pytest.approx(500.0)
+
+
+def test_owned_partitions_replays_a_workers_rebalance_log(tmp_path: Path) -> None:
+    from reviews_mtl.bench.infra import _owned_partitions
+
+    log = tmp_path / "worker0.log"
+    assert _owned_partitions(log) == set()  # not started yet
+    log.write_text(
+        "2026-11-27 12:43:11,025 INFO consumer.worker assigned t:0, t:1, t:2, t:3\n"
+        "2026-11-27 12:43:12,000 INFO consumer.worker revoked t:2, t:3\n"
+        "2026-11-27 12:43:13,000 INFO consumer.worker assigned nothing\n"
+        "2026-11-27 12:43:14,000 WARNING consumer.worker lost t:0\n"
+        "2026-11-27 12:43:15,000 INFO consumer.worker assigned t:5\n"
+    )
+    assert _owned_partitions(log) == {"t:1", "t:5"}
