@@ -145,6 +145,7 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
                 ax.plot(loads, [x[key] for x in group["latency"]], marker="o", linestyle=style, color=color,
                         label=f"{group['replicas']} replica(s) {key[:-2]}")
         ax.axhline(0.5, color="r", linestyle=":", label="p99 target at 50%")
+        ax.set_yscale("log")  # sub-second figures at light load and a backlog's seconds near the maximum
         ax.set_xlabel("offered load, % of the measured maximum of that replica count")
         ax.set_ylabel("seconds, review timestamp → enriched visible")
         ax.set_title(f"End-to-end latency by offered load\n{where}", fontsize=9)
