@@ -1,6 +1,6 @@
-"""Micro-batching: collect messages until ``max_records`` OR ``max_wait`` has passed, whichever is first,
-and close early when the local queue runs dry (nothing more within ``idle_close_s``): under light load a
-review does not wait out the whole window, under heavy load batches fill to ``max_records``.
+"""Micro-batching: collect messages until ``max_records`` OR ``max_wait`` has passed, whichever is first.
+Optionally (``idle_close_s``, off by default as in the service's settings) close early once the local queue
+runs dry: under light load a review then does not wait out the whole window.
 
 The clock and the source are injected so tests are deterministic.
 """
@@ -29,7 +29,7 @@ class MicroBatcher:
         max_records: int,
         max_wait_s: float,
         clock: Clock = time.monotonic,
-        idle_close_s: float | None = 0.02,
+        idle_close_s: float | None = None,
     ) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
@@ -53,10 +53,10 @@ class MicroBatcher:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 break
-            idle_cut = bool(batch) and self.idle_close_s is not None
-            timeout = min(remaining, self.idle_close_s) if idle_cut and self.idle_close_s is not None else remaining
+            idle = self.idle_close_s if batch else None  # the short probe applies once something is here
+            timeout = remaining if idle is None else min(remaining, idle)
             got = self.source.consume(num_messages=self.max_records - len(batch), timeout=timeout)
-            if idle_cut and not got:
+            if idle is not None and not got:
                 break  # the queue ran dry: process what is here rather than wait out the window
             batch.extend(got)
         return batch
