@@ -9,10 +9,10 @@ offered at fixed shares of the measured maximum with the producer's token bucket
 ``timestamp`` = its send time. A review's latency is the time its enriched record became visible to a
 ``read_committed`` reader (after the worker's transaction committed) minus that timestamp: it includes the
 producer's linger, the micro-batch wait, inference, the Redis script, the transaction commit and the reader's
-fetch (≤ 10 ms). The publisher runs in this process on the same cores, as the tail reader does. It is one long-lived
-producer, warmed up with the pipeline, because an upstream service keeps its producer: a fresh one per
-step put its own start-up (about a second on Tansu) into the first records' latency, which was the
-whole p99 at light load.
+fetch (≤ 10 ms). The publisher runs in this process on the same cores, as the tail reader does. It is one
+long-lived producer, warmed up with the pipeline, because an upstream service keeps its producer: a fresh one
+per step put its own start-up (about a second on Tansu) into the first records' latency, which was the whole
+p99 at light load.
 """
 
 from __future__ import annotations

@@ -22,6 +22,13 @@ def _met(flag: bool | None) -> str:
     return {True: "MET", False: "NOT MET", None: "not measured"}[flag]
 
 
+def _latency_groups(e2e: dict[str, Any]) -> list[dict[str, Any]]:
+    """Latency rows per replica count; results written before per-count latency hold only the headline's."""
+    groups: list[dict[str, Any]] = e2e.get("latency_by_replicas") or [
+        {"replicas": e2e["latency_replicas"], "latency": e2e["latency"]}]
+    return groups
+
+
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -53,8 +60,7 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"{t['replicas']:>8} {t['threads_per_worker']:>7} {t['reviews']:>8} "
                          f"{t['reviews_per_s']:>10,.1f} {t['steady_reviews_per_s']:>9,.1f} {t['startup_s']:>10.1f} "
                          f"{_fmt(t.get('model_only_adjacent_per_s')):>22}")
-        for group in e2e.get("latency_by_replicas") or [{"replicas": e2e["latency_replicas"],
-                                                           "latency": e2e["latency"]}]:
+        for group in _latency_groups(e2e):
             headline = " (headline: best throughput)" if group["replicas"] == e2e["latency_replicas"] else ""
             lines += ["", f"Latency, review timestamp → enriched record visible (read_committed), "
                           f"{group['replicas']} replica(s){headline}",
@@ -138,8 +144,8 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     e2e = result.get("e2e")
     if e2e and e2e["latency"]:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        groups = e2e.get("latency_by_replicas") or [{"replicas": e2e["latency_replicas"], "latency": e2e["latency"]}]
-        for group, color in zip(groups, ("tab:blue", "tab:green", "tab:purple", "tab:orange"), strict=False):
+        colors = ("tab:blue", "tab:green", "tab:purple", "tab:orange")
+        for group, color in zip(_latency_groups(e2e), colors, strict=False):
             loads = [x["load"] * 100 for x in group["latency"]]
             for key, style in (("p50_s", "--"), ("p99_s", "-")):
                 ax.plot(loads, [x[key] for x in group["latency"]], marker="o", linestyle=style, color=color,
