@@ -58,8 +58,12 @@ class KafkaOutput:
         self._in_transaction = False
 
     def start(self) -> None:
+        """Initialise transactions; raises :class:`OutputError` (retry on the same producer unless ``fatal``)."""
         if self.transactional:
-            self.producer.init_transactions(self.timeout_s)
+            try:
+                self.producer.init_transactions(self.timeout_s)
+            except KafkaException as exc:
+                raise _classify(exc, "init_transactions") from exc
 
     def publish(self, out: BatchOutput) -> None:
         """Publish and commit; raises :class:`OutputError` (retriable unless ``abort``)."""
@@ -81,7 +85,8 @@ class KafkaOutput:
 
     def reset(self, max_per_minute: int = 5) -> bool:
         """Replace a producer that hit a fatal error (e.g. its transaction coordinator died mid-commit)
-        with a new one under the same transactional id; ``init_transactions`` fences the old epoch.
+        with a new one under the same transactional id; the caller then calls :meth:`start`, whose
+        ``init_transactions`` fences the old epoch.
 
         Returns False when resets come too often: then the process should exit and be restarted.
         """
@@ -92,7 +97,6 @@ class KafkaOutput:
         self._in_transaction = False
         # The old instance is unusable; what it still holds belongs to a transaction that never commits.
         self.producer = self.producer_factory()
-        self.start()
         log.warning("producer replaced after a fatal error (%d in the last minute)", len(self._resets))
         return True
 

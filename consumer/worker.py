@@ -192,24 +192,53 @@ class Worker:
                 self.metrics.commit_errors.inc()
                 self._degraded(f"kafka: {exc}")
                 if exc.fatal:
-                    # The producer is unusable; the batch was not committed. A new producer and a
-                    # replay from the batch's first offsets recover, unless this keeps happening.
+                    self._replace_producer(messages, exc)
+                    return False
+                if exc.abort:
+                    self._abort(messages)
+                    self.metrics.aborted_transactions.inc()
+                    return False
+                if self._wait(messages, backoff) != messages:
+                    # A partition was revoked while the commit was pending: this transaction can no
+                    # longer be committed safely. Abort it and rewind the partitions still held, whose
+                    # batch Redis has applied; the new owner of the others replays from the committed offsets.
+                    self._abort(messages)
+                    return False
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _abort(self, messages: list[InMessage]) -> None:
+        """Abort the open transaction and rewind; an abort that fails (e.g. INVALID_TXN_STATE after the
+        coordinator died) leaves the producer unusable, so a new one replaces it."""
+        try:
+            self.output.abort()
+        except OutputError as exc:
+            self._degraded(f"kafka: {exc}")
+            self._replace_producer(messages, exc)
+            return
+        self._rewind(messages)
+
+    def _replace_producer(self, messages: list[InMessage], cause: OutputError) -> None:
+        """A new producer under the same transactional id (its epoch fences the old one), then a replay from
+        the batch's first offsets; raises ``cause`` when this keeps happening (the process is restarted)."""
+        if not self.output.reset():
+            raise cause
+        self.metrics.producer_resets.inc()
+        backoff = 0.1
+        while True:
+            try:
+                self.output.start()
+                break
+            except OutputError as exc:
+                if exc.fatal:
                     if not self.output.reset():
                         raise
                     self.metrics.producer_resets.inc()
-                    self._rewind(messages)
-                    return False
-                if exc.abort:
-                    self.output.abort()
-                    self.metrics.aborted_transactions.inc()
-                    self._rewind(messages)
-                    return False
-                if self._wait(messages, backoff) != messages:
-                    # Partitions revoked while the commit was pending: the transaction can no longer be
-                    # committed safely, so abort it; the new owner replays from the committed offsets.
-                    self.output.abort()
-                    return False
+                self._degraded(f"kafka: {exc}")
+                self._wait([], backoff)
+                if self.stopping:
+                    return
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+        self._rewind(messages)
 
     def _wait(self, messages: list[InMessage], backoff: float) -> list[InMessage]:
         """Pause, poll for ``backoff`` seconds (keeps group membership, runs callbacks), resume.

@@ -140,3 +140,87 @@ def test_fatal_failures_that_keep_coming_end_the_process() -> None:
     assert [worker._publish_with_retry(list(MESSAGES), _batch()) for _ in range(5)] == [False] * 5
     with pytest.raises(OutputError, match="again"):
         worker._publish_with_retry(list(MESSAGES), _batch())
+
+
+@dataclass
+class FailingAbortProducer(FakeProducer):
+    abort_error: KafkaError | None = None
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+        if self.abort_error is not None:
+            raise KafkaException(self.abort_error)
+
+
+def test_a_fatal_error_from_the_abort_replaces_the_producer_and_replays() -> None:
+    # Seen in the fault suite: the coordinator dies mid-commit, the commit needs an abort (epoch bump), and
+    # the abort itself fails with INVALID_TXN_STATE. The worker must recover, not exit.
+    broken = FailingAbortProducer(
+        fail_commit=[KafkaError(KafkaError._TIMED_OUT, "timed out, requires epoch bump", txn_requires_abort=True)],
+        abort_error=KafkaError(KafkaError.INVALID_TXN_STATE, "invalid state", fatal=True))
+    fresh = FakeProducer()
+    worker, output, consumer, metrics = _setup(broken, fresh)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
+    assert output.producer is fresh and fresh.calls == ["init"]  # type: ignore[comparison-overlap]
+    assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
+    assert metrics.producer_resets._value.get() == 1
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is True
+
+
+def test_a_retriable_error_from_the_abort_replaces_the_producer_too() -> None:
+    broken = FailingAbortProducer(
+        fail_commit=[KafkaError(KafkaError._FENCED, "epoch bump", txn_requires_abort=True)],
+        abort_error=KafkaError(KafkaError._TIMED_OUT, "coordinator away", retriable=True))
+    fresh = FakeProducer()
+    worker, output, consumer, _ = _setup(broken, fresh)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
+    assert output.producer is fresh  # type: ignore[comparison-overlap]
+    assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
+
+
+@dataclass
+class SlowInitProducer(FakeProducer):
+    init_failures: int = 0
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls.append("init")
+        if self.init_failures:
+            self.init_failures -= 1
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator not available", retriable=True))
+
+
+def test_a_new_producer_retries_init_while_the_coordinator_is_away() -> None:
+    broken = FakeProducer(fail_commit=[KafkaError(KafkaError.INVALID_TXN_STATE, "fatal", fatal=True)])
+    fresh = SlowInitProducer(init_failures=2)
+    worker, output, consumer, _ = _setup(broken, fresh)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
+    assert output.producer is fresh and fresh.calls == ["init", "init", "init"]  # type: ignore[comparison-overlap]
+    assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
+
+
+@dataclass
+class RevokingConsumer(FakeConsumer):
+    """Revokes partition 1 (a cooperative rebalance) during the first poll of a wait."""
+
+    worker: Worker | None = None
+
+    def poll(self, timeout: float) -> None:
+        if self.worker is not None and ("in", 1) in self.worker.assigned:
+            self.worker._on_revoke(self, [TopicPartition("in", 1)])  # type: ignore[arg-type]
+        return None
+
+
+def test_a_partial_revoke_during_a_commit_retry_rewinds_the_partitions_kept() -> None:
+    p = FakeProducer(fail_commit=[KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)])
+    consumer = RevokingConsumer()
+    output = KafkaOutput(lambda: p, consumer, enriched_topic="out", dlq_topic="dlq",  # type: ignore[arg-type]
+                         transactional=True)
+    output.start()
+    worker = Worker(consumer, output, None, WorkerMetrics.create(CollectorRegistry()),  # type: ignore[arg-type]
+                    WorkerOptions("in", 10, 0.1, 5.0))
+    worker.assigned = {("in", 0), ("in", 1)}
+    consumer.worker = worker
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
+    assert p.calls[-1] == "abort"
+    # p0 stays here: its batch was applied in Redis but never committed, so it must be read again.
+    assert consumer.seeks == [(0, 5)]
