@@ -61,6 +61,10 @@ class Worker:
         self.batcher = MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock,
                                     idle_close_s=options.batch_idle_close_s)
         self.assigned: set[tuple[str, int]] = set()
+        # Bumped on every assignment of a partition: messages in hand from an older epoch were fetched
+        # before a revoke, and librdkafka restarts a re-assigned partition at its committed offset.
+        self.epochs: dict[tuple[str, int], int] = {}
+        self._batch_epochs: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
         self.heartbeat = clock()
         self.degraded_reason: str | None = None
@@ -104,7 +108,10 @@ class Worker:
     # -- rebalance callbacks (run inside consume/poll) -------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned.update((p.topic, p.partition) for p in partitions)
+        for p in partitions:
+            tp = (p.topic, p.partition)
+            self.assigned.add(tp)
+            self.epochs[tp] = self.epochs.get(tp, 0) + 1
         self.metrics.assigned_partitions.set(len(self.assigned))
         log.info("assigned %s", _fmt(partitions))
 
@@ -129,8 +136,14 @@ class Worker:
     # -- the batch ----------------------------------------------------------------------------------
 
     def _collect(self) -> list[InMessage]:
+        before = dict(self.epochs)
         raw = self.batcher.next_batch()
+        self._batch_epochs = dict(self.epochs)
+        # Re-assigned while the batch was collected: what came before the revoke may have been processed by
+        # another owner meanwhile, and librdkafka restarted the partition at its committed offset.
+        reassigned = {tp for tp, epoch in before.items() if self._batch_epochs.get(tp) != epoch}
         out: list[InMessage] = []
+        dropped: dict[tuple[str, int], int] = {}
         for m in raw:
             err = m.error()
             if err is not None:
@@ -142,8 +155,22 @@ class Worker:
                 continue
             offset = m.offset()
             assert offset is not None
+            if (topic, partition) in reassigned:
+                dropped[(topic, partition)] = min(offset, dropped.get((topic, partition), offset))
+                continue
             out.append(InMessage(topic, partition, offset, m.key(), m.value()))
+        if dropped:
+            self._restart_at_committed(dropped)
         return out
+
+    def _restart_at_committed(self, lowest_dropped: dict[tuple[str, int], int]) -> None:
+        """Seek re-assigned partitions to their committed offset (the lowest dropped one if none is)."""
+        committed = self.consumer.committed([TopicPartition(t, p) for t, p in lowest_dropped], timeout=10.0)
+        for tp in committed:
+            key = (tp.topic, tp.partition)
+            offset = tp.offset if tp.offset >= 0 else lowest_dropped[key]
+            log.info("%s:%s re-assigned during a batch: restarting at offset %s", *key, offset)
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
     def _handle(self, messages: list[InMessage]) -> None:
         started = time.perf_counter()
@@ -243,13 +270,19 @@ class Worker:
     def _wait(self, messages: list[InMessage], backoff: float) -> list[InMessage]:
         """Pause, poll for ``backoff`` seconds (keeps group membership, runs callbacks), resume.
 
-        Returns the messages whose partitions are still assigned.
+        Returns the messages whose partitions are still assigned in the epoch they were fetched in.
         """
-        assigned = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
-        if assigned:
-            self.consumer.pause(assigned)
+        paused: dict[tuple[str, int], int | None] = {}  # partition -> the epoch it was paused in
         deadline = self.clock() + backoff
-        while self.clock() < deadline:
+        while True:
+            # Partitions assigned during the wait are paused too, or they would deliver (and be sought back)
+            # in a busy loop.
+            fresh = sorted(tp for tp in self.assigned if tp not in paused or paused[tp] != self.epochs.get(tp))
+            if fresh:
+                self.consumer.pause([TopicPartition(t, p) for t, p in fresh])
+                paused.update((tp, self.epochs.get(tp)) for tp in fresh)
+            if self.clock() >= deadline:
+                break
             self.heartbeat = self.clock()
             msg = self.consumer.poll(max(0.0, min(0.5, deadline - self.clock())))
             if msg is not None and msg.error() is None:
@@ -260,7 +293,8 @@ class Worker:
         still = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
         if still:
             self.consumer.resume(still)
-        return [m for m in messages if (m.topic, m.partition) in self.assigned]
+        return [m for m in messages if (m.topic, m.partition) in self.assigned
+                and self.epochs.get((m.topic, m.partition)) == self._batch_epochs.get((m.topic, m.partition))]
 
     def _rewind(self, messages: Sequence[InMessage]) -> None:
         first: dict[tuple[str, int], int] = {}
