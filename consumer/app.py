@@ -105,8 +105,10 @@ def build_worker(
         batch_max_wait_s=settings.batch_max_wait_ms / 1000.0,
         batch_idle_close_s=settings.batch_idle_close_ms / 1000.0 if settings.batch_idle_close_ms else None,
         drain_timeout_s=settings.drain_timeout_s,
+        stuck_after_failures=settings.stuck_after_failures,
     )
-    worker = Worker(consumer, output, BatchProcessor(predictor, store), metrics, options)
+    processor = BatchProcessor(predictor, store, dead_letter_max_value_bytes=settings.dlq_max_value_bytes)
+    worker = Worker(consumer, output, processor, metrics, options)
 
     stall_s = settings.max_poll_interval_ms / 1000.0
 
@@ -117,6 +119,8 @@ def build_worker(
     def readyz() -> tuple[bool, str]:
         if not worker.started:
             return False, "starting"
+        if worker.stuck_reason is not None:
+            return False, worker.stuck_reason
         if worker.degraded_reason is not None:
             return False, worker.degraded_reason
         return True, f"{len(worker.assigned)} partitions assigned"

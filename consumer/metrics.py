@@ -30,6 +30,7 @@ class WorkerMetrics:
     commit_errors: Counter
     aborted_transactions: Counter
     producer_resets: Counter
+    stuck_batch: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "reviews_mtl") -> WorkerMetrics:
@@ -59,6 +60,8 @@ class WorkerMetrics:
             commit_errors=counter("commit_errors", "Failed Kafka commits or transactions (retried)"),
             aborted_transactions=counter("aborted_transactions", "Kafka transactions aborted and replayed"),
             producer_resets=counter("producer_resets", "Producers replaced after a fatal error"),
+            stuck_batch=Gauge("stuck_batch", "1 while the same batch has failed to publish many times in a row",
+                              namespace=namespace, registry=registry),
         )
 
     def observe_stats(self, stats_json: str, topic: str) -> None:

@@ -8,6 +8,7 @@ once, and a replay may repeat records on the output topic (each carries ``review
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.processing import BatchOutput, OutRecord
+from reviews_mtl.contracts import DLQ_HEADER_ORIGINAL_SHA256, DLQ_HEADER_ORIGINAL_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,21 @@ class OutputError(Exception):
         super().__init__(message)
         self.abort = abort
         self.fatal = fatal
+
+
+def _too_large(exc: KafkaException) -> bool:
+    code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE)
+
+
+def _headers_only(rec: OutRecord) -> OutRecord:
+    """A dead letter without its value, which the DLQ refused; the original stays at its coordinates."""
+    headers = list(rec.headers or [])
+    if not any(name == DLQ_HEADER_ORIGINAL_SIZE for name, _ in headers):
+        value = rec.value or b""
+        headers += [(DLQ_HEADER_ORIGINAL_SIZE, str(len(value)).encode()),
+                    (DLQ_HEADER_ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode())]
+    return OutRecord(rec.key, None, headers)
 
 
 def _classify(exc: KafkaException, step: str) -> OutputError:
@@ -123,6 +140,12 @@ class KafkaOutput:
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                # A per-record error, not a transaction error: retrying the batch would fail the same way.
+                if topic != self.dlq_topic or not _too_large(exc):
+                    raise OutputError(f"produce to {topic}: {exc.args[0].str()}", abort=True) from exc
+                log.warning("dead letter too large for %s even when cut: sending its headers only", topic)
+                rec = _headers_only(rec)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -130,6 +153,7 @@ class KafkaOutput:
 
     def _publish_transaction(self, out: BatchOutput, offsets: list[TopicPartition]) -> None:
         if not self._in_transaction:
+            self._delivery_errors.clear()
             try:
                 self.producer.begin_transaction()
                 self._in_transaction = True

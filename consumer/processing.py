@@ -8,6 +8,7 @@ always carries exactly what the aggregates counted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -17,6 +18,8 @@ from typing import Protocol
 
 from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, Inflight, PartitionBatch
 from reviews_mtl.contracts import (
+    DLQ_HEADER_ORIGINAL_SHA256,
+    DLQ_HEADER_ORIGINAL_SIZE,
     DeadLetter,
     DecodeFailure,
     DecodeReason,
@@ -91,9 +94,24 @@ class _Valid:
     replayed: bool = False
 
 
-def _dead_letter(msg: InMessage, failure: DecodeFailure) -> OutRecord:
+# What a dead letter may carry of the original value by default: well under Kafka's default 1 MB message limit,
+# so a bad value close to the input topic's limit still fits on the DLQ with its headers.
+DEAD_LETTER_MAX_VALUE_BYTES = 256 * 1024
+
+
+def dead_letter_record(msg: InMessage, failure: DecodeFailure,
+                       max_value_bytes: int = DEAD_LETTER_MAX_VALUE_BYTES) -> OutRecord:
+    """The DLQ record of a bad message: its original bytes and the reason headers. A value past
+    ``max_value_bytes`` is cut to that size, with its full size and SHA-256 in headers; the whole
+    original stays at its source coordinates."""
     dl = DeadLetter.from_failure(failure, msg.topic, msg.partition, msg.offset)
-    return OutRecord(msg.key, msg.value, list(dl.headers()))
+    headers: list[tuple[str, str | bytes | None]] = list(dl.headers())
+    value = msg.value
+    if value is not None and len(value) > max_value_bytes:
+        headers += [(DLQ_HEADER_ORIGINAL_SIZE, str(len(value)).encode()),
+                    (DLQ_HEADER_ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode())]
+        value = value[:max_value_bytes]
+    return OutRecord(msg.key, value, headers)
 
 
 class BatchProcessor:
@@ -102,10 +120,12 @@ class BatchProcessor:
         predictor: Predictor,
         store: AggregateSink,
         clock: Callable[[], float] = time.time,
+        dead_letter_max_value_bytes: int = DEAD_LETTER_MAX_VALUE_BYTES,
     ) -> None:
         self.predictor = predictor
         self.store = store
         self.clock = clock
+        self.dead_letter_max_value_bytes = dead_letter_max_value_bytes
 
     def process(self, messages: Sequence[InMessage]) -> BatchOutput:
         """Decode, predict, apply to Redis (atomically, idempotently) and return what to publish.
@@ -171,7 +191,7 @@ class BatchProcessor:
             if v.review.timestamp is not None:
                 out.event_times.append(v.review.timestamp)
         for msg, failure in failures:
-            out.dead_letters.append(_dead_letter(msg, failure))
+            out.dead_letters.append(dead_letter_record(msg, failure, self.dead_letter_max_value_bytes))
             out.dead_letter_reasons.append(failure.reason.value)
         return out
 

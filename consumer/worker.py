@@ -40,6 +40,8 @@ class WorkerOptions:
     batch_max_wait_s: float
     drain_timeout_s: float
     batch_idle_close_s: float | None = None
+    # The same batch failing this many times in a row marks the worker not ready (the circuit breaker).
+    stuck_after_failures: int = 5
 
 
 class Worker:
@@ -68,6 +70,9 @@ class Worker:
         self._stop = threading.Event()
         self.heartbeat = clock()
         self.degraded_reason: str | None = None
+        self.stuck_reason: str | None = None
+        self._failing_batch: tuple[tuple[str, int, int], ...] = ()
+        self._failures_in_a_row = 0
         self.started = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -180,7 +185,9 @@ class Worker:
         if out is None:
             return  # abandoned: partitions revoked or stopping while Redis was down
         if not self._publish_with_retry(messages, out):
+            self._count_failure(messages)
             return
+        self._count_success()
         self.metrics.batches.inc()
         self.metrics.enriched.inc(len(out.enriched))
         self.metrics.replayed.inc(out.replayed)
@@ -303,6 +310,30 @@ class Worker:
         for (topic, partition), offset in first.items():
             if (topic, partition) in self.assigned:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _count_failure(self, messages: Sequence[InMessage]) -> None:
+        """The circuit breaker: a batch that keeps failing (e.g. a record Kafka refuses) is replayed for ever,
+        so after ``stuck_after_failures`` tries in a row the worker says so: not ready, a metric, one log line."""
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            first.setdefault((m.topic, m.partition), m.offset)
+        batch = tuple(sorted((t, p, o) for (t, p), o in first.items()))
+        self._failures_in_a_row = self._failures_in_a_row + 1 if batch == self._failing_batch else 1
+        self._failing_batch = batch
+        if self._failures_in_a_row >= self.options.stuck_after_failures and self.stuck_reason is None:
+            start = ", ".join(f"{t}:{p}@{o}" for t, p, o in batch)
+            self.stuck_reason = (f"the batch starting at {start} failed {self._failures_in_a_row} times in a row "
+                                 f"({self.degraded_reason or 'publish failed'})")
+            self.metrics.stuck_batch.set(1)
+            log.error("stuck: %s; the worker keeps retrying and reports not ready", self.stuck_reason)
+
+    def _count_success(self) -> None:
+        self._failures_in_a_row = 0
+        self._failing_batch = ()
+        if self.stuck_reason is not None:
+            log.info("unstuck: a batch committed again")
+            self.stuck_reason = None
+            self.metrics.stuck_batch.set(0)
 
     def _degraded(self, reason: str) -> None:
         if self.degraded_reason is None:

@@ -51,6 +51,11 @@ def strip_control_characters(value: str) -> str:
     return value.translate(_CONTROL_CHARS)
 
 
+def model_input(title: str | None, text: str) -> str:
+    """The one rule for the text the model reads, in training and in serving: ``"title. text"``, or the text alone."""
+    return f"{title}. {text}" if title else text
+
+
 class DecodeReason(str, Enum):
     """Why a message could not become a :class:`Review`; the value travels in the DLQ header."""
 
@@ -126,8 +131,8 @@ class Review(BaseModel):
         return value
 
     def model_text(self) -> str:
-        """The text the model reads: title and body, as in training."""
-        return f"{self.title}. {self.text}" if self.title else self.text
+        """The text the model reads (:func:`model_input`)."""
+        return model_input(self.title, self.text)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode("utf-8")
@@ -280,6 +285,9 @@ DLQ_HEADER_TOPIC = "x-source-topic"
 DLQ_HEADER_PARTITION = "x-source-partition"
 DLQ_HEADER_OFFSET = "x-source-offset"
 DLQ_HEADER_SCHEMA = "x-schema-version"
+# Only on a dead letter whose value was cut to fit the DLQ (or dropped, when even its headers did not fit).
+DLQ_HEADER_ORIGINAL_SIZE = "x-original-size"
+DLQ_HEADER_ORIGINAL_SHA256 = "x-original-sha256"
 
 
 class DeadLetter(BaseModel):

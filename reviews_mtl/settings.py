@@ -148,6 +148,11 @@ class ConsumerSettings(BaseSettings):
     # Rows per model call inside a micro-batch: 64 suits a CPU; 0 runs the whole micro-batch in one call
     # (what a GPU wants, with batch_max_records raised to ~1024).
     inference_batch_size: int = Field(default=64, ge=0)
+    # A dead letter carries at most this much of the bad value (its full size and SHA-256 in headers): keep it
+    # below the DLQ topic's max.message.bytes less room for headers, or the DLQ refuses it.
+    dlq_max_value_bytes: int = Field(default=256 * 1024, ge=1024)
+    # The same batch failing this many times in a row marks the worker not ready (the circuit breaker).
+    stuck_after_failures: int = Field(default=5, ge=1)
 
 
 class StackSettings(BaseSettings):

@@ -224,3 +224,58 @@ def test_a_partial_revoke_during_a_commit_retry_rewinds_the_partitions_kept() ->
     assert p.calls[-1] == "abort"
     # p0 stays here: its batch was applied in Redis but never committed, so it must be read again.
     assert consumer.seeks == [(0, 5)]
+
+
+@dataclass
+class SizeLimitedProducer(FakeProducer):
+    """Refuses, as librdkafka does locally, any record whose value is over ``limit`` bytes."""
+
+    limit: int = 100
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None:
+        if value is not None and len(value) > self.limit:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
+        self.produced.append((topic, value))
+        self.headers_seen.append(kw.get("headers"))
+
+    headers_seen: list[Any] = field(default_factory=list)
+
+
+def test_a_dead_letter_the_dlq_refuses_goes_out_as_headers_only_and_the_batch_commits() -> None:
+    p = SizeLimitedProducer(limit=100)
+    worker, _, consumer, _ = _setup(p)
+    out = _batch()
+    out.dead_letters = [OutRecord(b"k", b"x" * 500, [("x-error-reason", b"invalid_json")])]
+    assert worker._publish_with_retry(list(MESSAGES), out) is True
+    assert p.calls[-1] == "commit" and consumer.seeks == []
+    assert p.produced[-1] == ("dlq", None)
+    names = {name for name, _ in p.headers_seen[-1]}
+    assert {"x-error-reason", "x-original-size", "x-original-sha256"} <= names
+
+
+def test_an_enriched_record_kafka_refuses_aborts_the_batch() -> None:
+    p = SizeLimitedProducer(limit=1)
+    worker, _, consumer, _ = _setup(p)
+    assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
+    assert p.calls[-1] == "abort"
+    assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
+
+
+@dataclass
+class FixedProcessor:
+    def process(self, messages: list[InMessage]) -> BatchOutput:
+        return _batch()
+
+
+def test_the_same_batch_failing_again_and_again_marks_the_worker_stuck_until_one_commits() -> None:
+    refuse = KafkaError(KafkaError._FENCED, "refused", txn_requires_abort=True)
+    p = FakeProducer(fail_commit=[refuse] * 5)
+    worker, _, _, metrics = _setup(p)
+    worker.processor = FixedProcessor()  # type: ignore[assignment]
+    for attempt in range(1, 6):
+        worker._handle(list(MESSAGES))
+        assert (worker.stuck_reason is not None) == (attempt >= 5)
+    assert worker.stuck_reason is not None and "in:0@5" in worker.stuck_reason
+    assert metrics.stuck_batch._value.get() == 1
+    worker._handle(list(MESSAGES))  # the sixth try commits
+    assert worker.stuck_reason is None and metrics.stuck_batch._value.get() == 0
