@@ -42,7 +42,8 @@ MODEL=${REVIEWS_BENCH_MODEL:-}
 if [ -z "$MODEL" ]; then
   MODEL=$("$PY" - <<'PY'
 from pathlib import Path
-from reviews_mtl.model.artifact import default_cache_root, is_valid_artifact
+from reviews_mtl.model.artifact import is_valid_artifact
+from reviews_mtl.training.demo_cache import default_cache_root
 found = sorted((p for p in default_cache_root().glob("demo-*") if is_valid_artifact(p)), key=lambda p: p.stat().st_mtime)
 print(found[-1] if found else "")
 PY

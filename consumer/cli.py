@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import Any, get_args
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,12 @@ def register(sub: Any) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from reviews_mtl.cli import add_kafka_args, add_redis_args
+    from reviews_mtl.settings import RuntimeKind
 
     add_kafka_args(p)
     add_redis_args(p)
     p.add_argument("--model", help="model artifact directory (env REVIEWS_CONSUMER_MODEL_DIR)")
-    p.add_argument("--runtime", choices=["auto", "onnx-int8", "onnx-fp32", "torch"],
+    p.add_argument("--runtime", choices=get_args(RuntimeKind),
                    help="model runtime (env REVIEWS_CONSUMER_RUNTIME; default auto: torch on CUDA, else int8)")
     p.add_argument("--replicas", type=int, help="worker processes in this group (env REVIEWS_CONSUMER_REPLICAS)")
     p.add_argument("--group-id", help="consumer group (env REVIEWS_CONSUMER_GROUP_ID, default reviews-mtl)")

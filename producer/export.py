@@ -1,7 +1,7 @@
 """Write reviews out as JSON lines in the input contract, so demos and benchmarks stream real text.
 
 Start here: :func:`reviews_from_data` reads the star-rated sources under ``../shared/data`` (through
-:func:`reviews_mtl.model.sources.load_review_pool`) as contract :class:`Review` values, and
+:func:`reviews_mtl.data.sources.load_review_pool`) as contract :class:`Review` values, and
 :func:`write_jsonl` writes any reviews out. Reviews without an event time get one: spread evenly over a
 window that ends now, in input order, so a replay looks like a stream and latencies stay meaningful.
 """
@@ -24,11 +24,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_SPAN_S = 7 * 24 * 3600.0
 
 
-def default_data_dir() -> Path:
-    """``../shared/data`` beside the project checkout, where the shared review data lives."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 def reviews_from_data(
     data_dir: Path,
     *,
@@ -38,7 +33,7 @@ def reviews_from_data(
     seed: int = 0,
 ) -> list[Review]:
     """Reviews from the shared data as contract objects (the star rating kept as ``rating``)."""
-    from reviews_mtl.model.sources import load_review_pool
+    from reviews_mtl.data.sources import load_review_pool
 
     pool = load_review_pool(data_dir, tuple(sources) if sources else None)
     if shuffle:

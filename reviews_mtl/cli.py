@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 # The modules whose ``register(subparsers)`` adds each command group, in --help order.
 _COMMAND_GROUPS: tuple[str, ...] = (
     "reviews_mtl.stack.cli",
-    "reviews_mtl.model.cli",
+    "reviews_mtl.training.cli",
     "producer.cli",
     "consumer.cli",
     "reviews_mtl.aggregates.cli",
@@ -37,11 +36,6 @@ def add_kafka_args(parser: argparse.ArgumentParser) -> None:
 
 def add_redis_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
-
-
-def env_default(name: str, fallback: str | None = None) -> str | None:
-    """The default of a flag that is also an environment variable."""
-    return os.environ.get(name, fallback)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,7 +43,7 @@ def _load_reviews(data_dir: Path | None, limit: int) -> tuple[list[Review], str]
 
     if data_dir is not None and data_dir.is_dir():
         return reviews_from_data(data_dir, limit=limit, shuffle=True), f"real reviews from {data_dir}"
-    from reviews_mtl.model.sources import load_sample_reviews
+    from reviews_mtl.data.sources import load_sample_reviews
 
     reviews = [s.to_review() for s in load_sample_reviews()[:limit]]
     return reviews, "the project's own sample (../shared/data not found)"
@@ -81,23 +81,24 @@ def print_aggregates(store: object, n: int = 12) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from producer.export import default_data_dir
     from producer.publisher import Publisher
     from reviews_mtl.aggregates.store import AggregateStore
+    from reviews_mtl.data.paths import resolve_data_dir
     from reviews_mtl.kafka import make_producer
     from reviews_mtl.settings import KafkaSettings, RedisSettings, StackSettings, TopicSettings
     from reviews_mtl.stack import embedded
     from reviews_mtl.stack.processes import free_port
 
-    data_dir = Path(args.data) if args.data else default_data_dir()
+    # A --data folder that does not exist falls back to the project's sample, as the default folder does.
+    data_dir = None if args.data and not Path(args.data).is_dir() else resolve_data_dir(args.data)
     if args.model:
         model_dir = Path(args.model)
         _say(f"model: {model_dir}")
     else:
-        from reviews_mtl.model.artifact import ensure_demo_model
+        from reviews_mtl.training.demo_cache import ensure_demo_model
 
         _say("model: the cached demo artifact (trained now if this is the first run: a few minutes)")
-        model_dir = ensure_demo_model(data_dir=data_dir if data_dir.is_dir() else None)
+        model_dir = ensure_demo_model(data_dir=data_dir)
         _say(f"model: {model_dir}")
 
     state_dir = Path(args.state_dir)

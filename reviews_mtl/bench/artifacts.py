@@ -21,8 +21,8 @@ def build_minilm_artifact(out_dir: Path, max_length: int = 64, seed: int = 0) ->
 
     from reviews_mtl.model.artifact import is_valid_artifact
     from reviews_mtl.model.modeling import HeadConfig, MultiTaskReviewModel, build_encoder
-    from reviews_mtl.model.presets import default_encoder
-    from reviews_mtl.model.tiny import write_untrained_artifact
+    from reviews_mtl.training.presets import default_encoder
+    from reviews_mtl.training.tiny import write_untrained_artifact
 
     out_dir = Path(out_dir)
     if is_valid_artifact(out_dir):

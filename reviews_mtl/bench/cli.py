@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from reviews_mtl.bench.runner import PARTS
+    from reviews_mtl.settings import RuntimeKind
 
     p.add_argument("--model", type=Path, default=os.environ.get("REVIEWS_BENCH_MODEL"),
                    help="model artifact directory (env REVIEWS_BENCH_MODEL; default: the cached demo model, "
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="broker started for the run: embedded Tansu (default) or Apache Kafka from cached jars")
     p.add_argument("--bootstrap-servers", help="use this Kafka instead of starting one")
     p.add_argument("--redis-url", help="use this Redis instead of starting one")
-    p.add_argument("--runtime", choices=["auto", "onnx-int8", "onnx-fp32", "torch"], default="auto",
+    p.add_argument("--runtime", choices=get_args(RuntimeKind), default="auto",
                    help="the workers' runtime (default auto: torch on CUDA, else ONNX int8)")
     p.add_argument("--only", help=f"comma-separated parts to run (of {','.join(PARTS)})")
     p.add_argument("--skip", help="comma-separated parts to leave out")
@@ -69,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     model_dir = args.model
     if model_dir is None:
-        from reviews_mtl.model.artifact import ensure_demo_model
+        from reviews_mtl.training.demo_cache import ensure_demo_model
 
         logger.info("no --model: using the cached demo model (training it first if missing)")
         model_dir = ensure_demo_model(data_dir=args.data)

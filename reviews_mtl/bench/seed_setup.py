@@ -24,7 +24,7 @@ from typing import Any
 
 from reviews_mtl.bench.infra import Pipeline, Servers
 from reviews_mtl.bench.texts import stream
-from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS, Review
+from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS, Review, model_input
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def serve(args: argparse.Namespace) -> int:
                     rows.append(json.loads(m.value() or b""))
                 except ValueError:
                     continue
-            texts = [f"{r['title']}. {r['text']}" if r.get("title") else r["text"] for r in rows]
+            texts = [model_input(r.get("title"), r["text"]) for r in rows]
             encodings = tokenizer.encode_batch(texts)
             ids = torch.tensor([e.ids for e in encodings], dtype=torch.long).to(device)  # (16, 128)
             mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long).to(device)  # (16, 128)

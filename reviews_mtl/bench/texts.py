@@ -28,8 +28,8 @@ class BenchTexts:
 
 def load_bench_reviews(data_dir: Path | None = None, limit: int = 4000, seed: int = 0) -> BenchTexts:
     """Up to ``limit`` valid contract reviews in a seeded shuffle (sources come grouped; a stream is mixed)."""
-    from reviews_mtl.model.artifact import resolve_data_dir
-    from reviews_mtl.model.sources import SourceReview, load_review_pool, load_sample_reviews
+    from reviews_mtl.data.paths import resolve_data_dir
+    from reviews_mtl.data.sources import SourceReview, load_review_pool, load_sample_reviews
 
     resolved = resolve_data_dir(data_dir)
     pool: list[SourceReview]

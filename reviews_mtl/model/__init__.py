@@ -1,20 +1,12 @@
-"""The multi-task review model: data, labels, model, trainer, evaluation, export and inference.
+"""What a worker ships: the model artifact format, the runtimes and batch prediction.
 
-Start reading here: ``sources`` (review data) → ``modeling`` (the model, one file) → ``train`` (trainer,
-presets in ``presets``) → ``export`` (artifact files, ONNX) → ``runtime`` (inference; torch-free ONNX path).
-Only :mod:`reviews_mtl.model.runtime` and :mod:`reviews_mtl.model.artifact` are needed to serve a model.
+Start reading here: ``artifact`` (``config.json`` typed, the files, the ONNX names) → ``predictor`` (tokenize,
+sort and pad, build Predictions) → ``runtime`` (``load_predictor``; ONNX on CPU) and ``runtime_torch`` (GPU).
+Never imports ``reviews_mtl.training`` or ``reviews_mtl.data``; only ``runtime_torch`` and ``modeling`` import torch.
 """
 
-from reviews_mtl.model.artifact import ArtifactError, ensure_demo_model
-from reviews_mtl.model.runtime import Predictor, load_predictor
-from reviews_mtl.model.sources import SourceReview, load_review_pool, load_sample_reviews
+from reviews_mtl.model.artifact import ArtifactConfig, ArtifactError
+from reviews_mtl.model.predictor import Predictor
+from reviews_mtl.model.runtime import load_predictor
 
-__all__ = [
-    "ArtifactError",
-    "Predictor",
-    "SourceReview",
-    "ensure_demo_model",
-    "load_predictor",
-    "load_review_pool",
-    "load_sample_reviews",
-]
+__all__ = ["ArtifactConfig", "ArtifactError", "Predictor", "load_predictor"]

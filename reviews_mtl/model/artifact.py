@@ -1,9 +1,9 @@
 """The model artifact: one versioned directory that the trainer writes and every runtime reads.
 
-Start here: :data:`ArtifactFiles` names the files; :func:`read_config` / :func:`validate_artifact`
-read and check one directory without torch; :func:`ensure_demo_model` returns a trained ``demo``
-artifact, training it only when no valid cached one exists (cache outside the clone, keyed by the
-training code version and the data used).
+Start here: :class:`ArtifactConfig` is ``config.json``, typed (:meth:`ArtifactConfig.read` /
+:meth:`ArtifactConfig.write`, the one reader and the one writer); :func:`validate_artifact` checks a
+whole directory without torch. The ONNX graph's input and output names live here too, next to the config,
+so the exporter and the ONNX runtime cannot disagree on them.
 
 Layout::
 
@@ -18,22 +18,16 @@ Layout::
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import logging
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
 
+# Bump on an incompatible change to config.json; readers refuse any other version with a clear error.
 FORMAT_VERSION = 1
-# Bump when training code or a preset changes what a cached demo model would be.
-TRAINING_CODE_VERSION = "2"
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -44,26 +38,97 @@ METRICS_FILE = "metrics.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 REQUIRED_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE, ONNX_FP32_FILE, ONNX_INT8_FILE, TOKENIZER_FILE)
 
-DATA_DIR_ENV = "REVIEWS_DATA_DIR"
-CACHE_DIR_ENV = "REVIEWS_MODEL_CACHE"
+# The ONNX graph's interface: token ids in, probabilities and stars out (batch and sequence axes dynamic).
+ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask")
+ONNX_OUTPUTS: tuple[str, ...] = ("sentiment_probs", "rating", "aspect_probs")
+ONNX_DYNAMIC_AXES: dict[str, dict[int, str]] = {
+    "input_ids": {0: "batch", 1: "sequence"},
+    "attention_mask": {0: "batch", 1: "sequence"},
+    "sentiment_probs": {0: "batch"},
+    "rating": {0: "batch"},
+    "aspect_probs": {0: "batch"},
+}
+
+DEFAULT_THRESHOLD = 0.5
 
 
 class ArtifactError(Exception):
     """Root of the model package's errors: a missing, incomplete or unreadable artifact."""
 
 
-def read_config(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / CONFIG_FILE
-    try:
-        with path.open(encoding="utf-8") as fh:
-            config: dict[str, Any] = json.load(fh)
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"no {CONFIG_FILE} in {model_dir}: not a model artifact") from exc
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format_version {config.get('format_version')} != {FORMAT_VERSION}")
-    return config
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class ArtifactConfig:
+    """``config.json`` of an artifact. The keys are those of format version 1; optional ones are omitted when unset."""
+
+    model_name: str
+    model_version: str
+    preset: str
+    encoder: str
+    encoder_config: dict[str, Any]  # the Hugging Face config of the encoder: rebuilding it needs no download
+    heads: dict[str, Any]  # the head shapes (``HeadConfig.to_dict``)
+    max_length: int
+    sentiment_labels: tuple[str, ...] = SENTIMENT_LABELS
+    aspect_names: tuple[str, ...] = ASPECT_NAMES
+    aspect_thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ASPECT_NAMES, DEFAULT_THRESHOLD))
+    pooling: str = "mean"
+    training: dict[str, Any] | None = None  # the TrainConfig of a trained model
+    training_code_version: str | None = None
+    data_source: str | None = None
+    created_at: str = field(default_factory=_utc_now)
+    format_version: int = FORMAT_VERSION
+
+    def threshold(self, aspect: str) -> float:
+        return float(self.aspect_thresholds.get(aspect, DEFAULT_THRESHOLD))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, ``format_version`` first, unset optional keys left out."""
+        values = {k: v for k, v in asdict(self).items() if v is not None}
+        values["sentiment_labels"] = list(self.sentiment_labels)
+        values["aspect_names"] = list(self.aspect_names)
+        return {"format_version": values.pop("format_version"), **values}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = CONFIG_FILE) -> ArtifactConfig:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{source}: format_version {version!r}, this code reads {FORMAT_VERSION}: "
+                "retrain the model or use the code version that wrote it"
+            )
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}  # unknown keys: ignored
+        try:
+            if "sentiment_labels" in values:
+                values["sentiment_labels"] = tuple(values["sentiment_labels"])
+            if "aspect_names" in values:
+                values["aspect_names"] = tuple(values["aspect_names"])
+            if "aspect_thresholds" in values:
+                values["aspect_thresholds"] = {str(k): float(v) for k, v in values["aspect_thresholds"].items()}
+            return cls(**values)
+        except (TypeError, ValueError, AttributeError) as exc:  # a missing key or a value of the wrong type
+            raise ArtifactError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ArtifactConfig:
+        path = Path(model_dir) / CONFIG_FILE
+        try:
+            with path.open(encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"no {CONFIG_FILE} in {model_dir}: not a model artifact") from exc
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path} is not a JSON object")
+        return cls.from_dict(data, str(path))
+
+    def write(self, model_dir: Path) -> Path:
+        path = Path(model_dir) / CONFIG_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
 
 
 def validate_artifact(model_dir: Path) -> None:
@@ -71,7 +136,7 @@ def validate_artifact(model_dir: Path) -> None:
     missing = [name for name in REQUIRED_FILES if not (Path(model_dir) / name).is_file()]
     if missing:
         raise ArtifactError(f"{model_dir} lacks {', '.join(missing)}")
-    read_config(model_dir)
+    ArtifactConfig.read(model_dir)
 
 
 def is_valid_artifact(model_dir: Path) -> bool:
@@ -80,110 +145,3 @@ def is_valid_artifact(model_dir: Path) -> bool:
     except ArtifactError:
         return False
     return True
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def resolve_data_dir(data_dir: Path | str | None = None) -> Path | None:
-    """The review data: an explicit path, else env ``REVIEWS_DATA_DIR``, else ``<repo>/../shared/data``."""
-    if data_dir:
-        path = Path(data_dir)
-        if not path.is_dir():
-            raise ArtifactError(f"data directory not found: {path}")
-        return path
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        path = Path(env)
-        if not path.is_dir():
-            raise ArtifactError(f"{DATA_DIR_ENV}={env} is not a directory")
-        return path
-    default = repo_root().parent / "shared" / "data"
-    return default if default.is_dir() else None
-
-
-def default_cache_root() -> Path:
-    env = os.environ.get(CACHE_DIR_ENV)
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reviews-mtl" / "models"
-
-
-def _code_fingerprint() -> str:
-    """A hash of the training code, so a change to it invalidates cached demo models."""
-    digest = hashlib.sha256(TRAINING_CODE_VERSION.encode())
-    here = Path(__file__).parent
-    for name in sorted(
-        (
-            "modeling.py",
-            "train.py",
-            "presets.py",
-            "data.py",
-            "labels.py",
-            "lexicon.py",
-            "splits.py",
-            "sources.py",
-            "aspect_sources.py",
-            "export.py",
-            "samplegen.py",
-        )
-    ):
-        path = here / name
-        if path.is_file():
-            digest.update(name.encode())
-            digest.update(path.read_bytes())
-    for path in sorted((here / "sample").glob("*.jsonl")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _data_fingerprint(data_dir: Path | None) -> str:
-    if data_dir is None:
-        return "sample"
-    digest = hashlib.sha256(str(data_dir.resolve()).encode())
-    for path in sorted(p for p in data_dir.rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(data_dir)}:{stat.st_size}".encode())
-    return digest.hexdigest()
-
-
-def demo_cache_key(data_dir: Path | None) -> str:
-    return hashlib.sha256(f"{_code_fingerprint()}|{_data_fingerprint(data_dir)}".encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def ensure_demo_model(cache_root: Path | None = None, data_dir: Path | str | None = None) -> Path:
-    """A trained ``demo`` artifact directory, trained here only when no valid cached one exists.
-
-    Uses the review data in ``data_dir`` / ``$REVIEWS_DATA_DIR`` / ``<repo>/../shared/data`` when one
-    exists, else the project's own sample. Concurrent callers wait on a lock rather than train twice.
-    """
-    resolved = resolve_data_dir(data_dir)
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
-    target = root / f"demo-{demo_cache_key(resolved)}"
-    if is_valid_artifact(target):
-        logger.info("using cached demo model %s", target)
-        return target
-    with _file_lock(root / f"{target.name}.lock"):
-        if is_valid_artifact(target):
-            return target
-        from reviews_mtl.model.train import train_preset
-
-        staging = root / f"{target.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        logger.info("training the demo model into %s (data: %s)", target, resolved or "project sample")
-        train_preset("demo", data_dir=resolved, output_dir=staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    return target

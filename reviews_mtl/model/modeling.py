@@ -4,8 +4,9 @@ Start here: :class:`MultiTaskReviewModel` = a pretrained encoder (any Hugging Fa
 mean pooling over real tokens → three heads (sentiment, rating, aspects). ``forward`` returns a
 :class:`MultiTaskOutput`; it computes the loss only when labels are given, and each head's loss counts
 only the rows (for aspects: the cells) that carry its label. :class:`ExportWrapper` is what goes to
-ONNX: probabilities out, so the runtime does no math. ONNX names and dynamic axes live in
-:data:`ONNX_INPUTS`, :data:`ONNX_OUTPUTS` and :data:`ONNX_DYNAMIC_AXES`, next to the config.
+ONNX: probabilities out, so the runtime does no math. Its ONNX input and output names belong to the artifact
+format (:mod:`reviews_mtl.model.artifact`). With :mod:`reviews_mtl.model.runtime_torch` the only torch module
+of the serving package: the GPU runtime and the trainer both build the network from here.
 """
 
 from __future__ import annotations
@@ -20,16 +21,6 @@ from torch import nn
 from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
 
 IGNORE_INDEX = -100
-
-ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask")
-ONNX_OUTPUTS: tuple[str, ...] = ("sentiment_probs", "rating", "aspect_probs")
-ONNX_DYNAMIC_AXES: dict[str, dict[int, str]] = {
-    "input_ids": {0: "batch", 1: "sequence"},
-    "attention_mask": {0: "batch", 1: "sequence"},
-    "sentiment_probs": {0: "batch"},
-    "rating": {0: "batch"},
-    "aspect_probs": {0: "batch"},
-}
 
 
 @dataclass(frozen=True)

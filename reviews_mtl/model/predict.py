@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from reviews_mtl.model.runtime import Predictor
+from reviews_mtl.contracts import model_input
+from reviews_mtl.model.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,7 @@ def _row_from_object(line: int, obj: Any) -> InputRow:
     if not isinstance(text, str) or not text.strip():
         return InputRow(line, review_id, None, "text is missing or empty")
     title = obj.get("title")
-    if isinstance(title, str) and title.strip():
-        text = f"{title}. {text}"
-    return InputRow(line, review_id, text)
+    return InputRow(line, review_id, model_input(title if isinstance(title, str) and title.strip() else None, text))
 
 
 def read_rows(path: Path) -> Iterator[InputRow]:

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
+from reviews_mtl.data.sources import load_sample_reviews
 from reviews_mtl.model.artifact import validate_artifact
 from reviews_mtl.model.runtime import OnnxPredictor, load_predictor
-from reviews_mtl.model.sources import load_sample_reviews
 
 pytestmark = pytest.mark.integration
 

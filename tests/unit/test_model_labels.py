@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from reviews_mtl.contracts import ASPECT_NAMES
-from reviews_mtl.model.aspect_sources import load_sample_aspect_sentences, map_category
-from reviews_mtl.model.data import review_rows, sentence_rows
-from reviews_mtl.model.lexicon import weak_aspects, weak_vector
-from reviews_mtl.model.metrics import (
+from reviews_mtl.data.aspect_sources import load_sample_aspect_sentences, map_category
+from reviews_mtl.data.sources import SourceReview, load_review_pool, load_sample_reviews
+from reviews_mtl.training.datasets import review_rows, sentence_rows
+from reviews_mtl.training.lexicon import weak_aspects, weak_vector
+from reviews_mtl.training.metrics import (
     aspect_metrics,
     rating_metrics,
     sentiment_from_stars,
@@ -19,8 +20,7 @@ from reviews_mtl.model.metrics import (
     star_balanced_indices,
     tune_thresholds,
 )
-from reviews_mtl.model.sources import SourceReview, load_review_pool, load_sample_reviews
-from reviews_mtl.model.splits import assign, split_reviews
+from reviews_mtl.training.splits import assign, split_reviews
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_review_rows_carry_stars_and_weak_aspects() -> None:
 
 
 def test_sentence_rows_mark_human_and_weak_cells() -> None:
-    from reviews_mtl.model.aspect_sources import HUMAN_ASPECTS, AspectSentence
+    from reviews_mtl.data.aspect_sources import HUMAN_ASPECTS, AspectSentence
 
     s = AspectSentence("s1", "g1", "Great value, the price is fair.", frozenset({"price"}), HUMAN_ASPECTS, "x")
     rows = sentence_rows([s], weak=True, weak_weight=0.25)

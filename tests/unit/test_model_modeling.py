@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reviews_mtl.model.modeling import IGNORE_INDEX, LossWeights, masked_losses, mean_pool
-from reviews_mtl.model.tiny import build_tiny_model
+from reviews_mtl.training.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def test_onnx_path_never_imports_torch_or_transformers(tiny_model_dir: Path) -> 
 
 
 def test_onnx_fp32_matches_pytorch_and_int8_agrees(tiny_model_dir: Path) -> None:
-    from reviews_mtl.model.export import check_parity
+    from reviews_mtl.training.onnx_export import check_parity
 
     parity = check_parity(tiny_model_dir, TEXTS * 4)
     assert parity["onnx_fp32"]["allclose_atol_1e-4"], parity

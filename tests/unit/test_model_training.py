@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reviews_mtl.model.aspect_sources import HUMAN_ASPECTS, AspectSentence
-from reviews_mtl.model.data import MixedBatches, review_rows, sentence_rows
-from reviews_mtl.model.sources import SourceReview
+from reviews_mtl.data.aspect_sources import HUMAN_ASPECTS, AspectSentence
+from reviews_mtl.data.sources import SourceReview
+from reviews_mtl.training.datasets import MixedBatches, review_rows, sentence_rows
 
 
 def _rows() -> tuple[Any, ...]:
@@ -56,8 +56,8 @@ def test_batches_are_length_grouped() -> None:
 
 
 def test_freeze_lower_layers() -> None:
-    from reviews_mtl.model.tiny import build_tiny_model
-    from reviews_mtl.model.train import freeze_lower_layers
+    from reviews_mtl.training.tiny import build_tiny_model
+    from reviews_mtl.training.train import freeze_lower_layers
 
     model = build_tiny_model()
     assert freeze_lower_layers(model, 1) > 0
@@ -69,7 +69,7 @@ def test_freeze_lower_layers() -> None:
 
 
 def test_choose_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reviews_mtl.model import train
+    from reviews_mtl.training import train
 
     assert train.choose_threads(3) == 3
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -80,7 +80,8 @@ def test_choose_threads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_demo_cache_key_depends_on_the_data(tmp_path: Path) -> None:
-    from reviews_mtl.model.artifact import demo_cache_key, is_valid_artifact
+    from reviews_mtl.model.artifact import is_valid_artifact
+    from reviews_mtl.training.demo_cache import demo_cache_key
 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.csv").write_text("1")
@@ -97,10 +98,18 @@ def test_cached_demo_model_is_reused_without_training(
 ) -> None:
     import shutil
 
-    from reviews_mtl.model import artifact
+    from reviews_mtl.training import demo_cache
 
     monkeypatch.delenv("REVIEWS_DATA_DIR", raising=False)
-    monkeypatch.setattr(artifact, "resolve_data_dir", lambda data_dir=None: None)
-    target = tmp_path / f"demo-{artifact.demo_cache_key(None)}"
+    monkeypatch.setattr(demo_cache, "resolve_data_dir", lambda data_dir=None: None)
+    target = tmp_path / f"demo-{demo_cache.demo_cache_key(None)}"
     shutil.copytree(tiny_model_dir, target)
-    assert artifact.ensure_demo_model(tmp_path) == target  # no training: it would take minutes
+    assert demo_cache.ensure_demo_model(tmp_path) == target  # no training: it would take minutes
+
+
+def test_demo_cache_fingerprint_lists_only_existing_files_and_the_thresholds() -> None:
+    from reviews_mtl.training import demo_cache
+
+    root = Path(demo_cache.__file__).resolve().parents[1]
+    assert [name for name in demo_cache.FINGERPRINT_FILES if not (root / name).is_file()] == []
+    assert "training/metrics.py" in demo_cache.FINGERPRINT_FILES  # it tunes the cached model's thresholds

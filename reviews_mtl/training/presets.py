@@ -9,6 +9,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_ENCODER_NAME = "minilm-l6"
+# Bump when training code or a preset changes what a cached demo model would be (beyond the files
+# that reviews_mtl.training.demo_cache hashes); recorded in each trained artifact's config.json.
+TRAINING_CODE_VERSION = "2"
 
 
 def default_encoder() -> str:

@@ -8,16 +8,14 @@ mean nothing.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
 
-from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
-from reviews_mtl.model.artifact import METRICS_FILE, MODEL_CARD_FILE
-from reviews_mtl.model.export import encoder_config_dict, save_model_files, write_config
+from reviews_mtl.model.artifact import METRICS_FILE, MODEL_CARD_FILE, ArtifactConfig
 from reviews_mtl.model.modeling import HeadConfig, MultiTaskReviewModel, encoder_from_config
-from reviews_mtl.model.presets import default_encoder
+from reviews_mtl.training.onnx_export import encoder_config_dict, save_model_files
+from reviews_mtl.training.presets import default_encoder
 
 TINY_ENCODER_CONFIG = {
     "model_type": "bert",
@@ -51,23 +49,15 @@ def write_untrained_artifact(
 ) -> Path:
     """A complete artifact of a model whose heads were never trained (tests, speed benchmarks)."""
     save_model_files(model, default_encoder(), out_dir)
-    write_config(
-        out_dir,
-        {
-            "model_name": name,
-            "model_version": version,
-            "preset": preset,
-            "encoder": encoder,
-            "encoder_config": encoder_config_dict(model),
-            "pooling": "mean",
-            "max_length": max_length,
-            "sentiment_labels": list(SENTIMENT_LABELS),
-            "aspect_names": list(ASPECT_NAMES),
-            "aspect_thresholds": dict.fromkeys(ASPECT_NAMES, 0.5),
-            "heads": model.heads.to_dict(),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
+    ArtifactConfig(
+        model_name=name,
+        model_version=version,
+        preset=preset,
+        encoder=encoder,
+        encoder_config=encoder_config_dict(model),
+        heads=model.heads.to_dict(),
+        max_length=max_length,
+    ).write(out_dir)
     (out_dir / METRICS_FILE).write_text(json.dumps({"note": note}) + "\n", encoding="utf-8")
     (out_dir / MODEL_CARD_FILE).write_text(f"# {name}\n\n{note.capitalize()}.\n", encoding="utf-8")
     return out_dir

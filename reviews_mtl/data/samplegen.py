@@ -1,9 +1,9 @@
-"""Writes the project's own sample data (``reviews_mtl/model/sample``): no external data, no licence issue.
+"""Writes the project's own sample data (``reviews_mtl/data/sample``): no external data, no licence issue.
 
 Reviews are composed from a phrase bank: each product has a category, each review a star rating that
 sets the polarity of its sentences, and each sentence talks about zero or one aspect. Aspect sentences
 carry their aspects as labels (``aspects.jsonl``), like the human-annotated sets. Run
-``python -m reviews_mtl.model.samplegen`` to rewrite the files; the output is deterministic.
+``python -m reviews_mtl.data.samplegen`` to rewrite the files; the output is deterministic.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import random
 from pathlib import Path
 
-from reviews_mtl.model.sources import SAMPLE_DIR
+from reviews_mtl.data.sources import SAMPLE_DIR
 
 CATEGORIES: dict[str, list[str]] = {
     "headphones": ["headphones", "earbuds", "headset"],

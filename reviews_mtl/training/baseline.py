@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from reviews_mtl.contracts import ASPECT_NAMES
-from reviews_mtl.model.aspect_sources import TARGET_ASPECTS
-from reviews_mtl.model.data import Datasets, TaskRows
-from reviews_mtl.model.metrics import aspect_metrics, tune_thresholds, validation_score
+from reviews_mtl.training.datasets import Datasets, TaskRows
+from reviews_mtl.training.scoring import SplitOutputs, score_split, tune_split_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +69,6 @@ class TfidfBaseline:
 
 def run_baseline(data: Datasets) -> dict[str, Any]:
     """Fit on the training split, tune aspect thresholds on validation, score validation and test."""
-    from reviews_mtl.model.train import review_task_metrics
-
     model = TfidfBaseline().fit(data.train_reviews, data.train_aspects)
     results: dict[str, Any] = {"name": "tfidf-logreg"}
     thresholds: dict[str, float] | None = None
@@ -81,17 +78,9 @@ def run_baseline(data: Datasets) -> dict[str, Any]:
     ):
         s_probs, rating, _ = model.predict(reviews.texts)
         _, _, a_probs = model.predict(sentences.texts)
-        mask = sentences.aspect_weight >= 1.0
-        if thresholds is None:
-            thresholds = tune_thresholds(a_probs, sentences.aspects, mask, ASPECT_NAMES)
-        metrics = review_task_metrics(reviews, s_probs, rating)
-        metrics["aspects"] = aspect_metrics(a_probs, sentences.aspects, mask, ASPECT_NAMES, thresholds)
-        metrics["aspects_target"] = aspect_metrics(
-            a_probs, sentences.aspects, mask, ASPECT_NAMES, thresholds, macro_over=TARGET_ASPECTS
-        )
-        metrics["score"] = validation_score(
-            metrics["sentiment"]["macro_f1"], metrics["rating"]["mae"], metrics["aspects"]["macro_f1"]
-        )
-        results[split] = metrics
+        outputs = SplitOutputs(s_probs, rating, a_probs)
+        if thresholds is None:  # validation comes first
+            thresholds = tune_split_thresholds(outputs, reviews, sentences)
+        results[split] = score_split(outputs, reviews, sentences, thresholds)
     results["thresholds"] = thresholds
     return results

@@ -3,7 +3,7 @@ sits on two sides. Assignment hashes the group key with a seed: stable across ru
 
 Reviews group by ``product_id`` where the source has real product ids, else by review; aspect sentences
 group by the review they came from where known. Validation chooses (early stopping, thresholds,
-recipe); test is held out for :mod:`reviews_mtl.model.evaluate`.
+recipe); test is held out for :mod:`reviews_mtl.training.evaluate`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from reviews_mtl.model.aspect_sources import AspectSentence
-from reviews_mtl.model.sources import SOURCES_WITH_PRODUCT_IDS, SourceReview
+from reviews_mtl.data.aspect_sources import AspectSentence
+from reviews_mtl.data.sources import SOURCES_WITH_PRODUCT_IDS, SourceReview
 
 T = TypeVar("T")
 SplitName = Literal["train", "validation", "test"]

@@ -1,7 +1,7 @@
 """Training data: label rows for each task, tokenized once, and the mixed-batch sampler.
 
 Start here: :func:`build_datasets` reads reviews and aspect sentences (``../shared/data`` or the sample),
-splits them (:mod:`reviews_mtl.model.splits`) and turns them into :class:`TaskRows`: one column per label
+splits them (:mod:`reviews_mtl.training.splits`) and turns them into :class:`TaskRows`: one column per label
 with a "no label" marker (sentiment ``-100``, rating ``NaN``, aspect weight ``0``). :class:`MixedBatches`
 draws every batch as a fixed share of aspect rows plus star-rated reviews, grouped by length inside a
 window of batches so padding stays small.
@@ -20,12 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 from reviews_mtl.contracts import ASPECT_NAMES
-from reviews_mtl.model.aspect_sources import AspectSentence, load_aspect_sentences
-from reviews_mtl.model.lexicon import weak_vector
-from reviews_mtl.model.metrics import sentiment_from_stars
+from reviews_mtl.data.aspect_sources import AspectSentence, load_aspect_sentences
+from reviews_mtl.data.sources import SourceReview, load_review_pool, load_sample_reviews
 from reviews_mtl.model.modeling import IGNORE_INDEX
-from reviews_mtl.model.sources import SourceReview, load_review_pool, load_sample_reviews
-from reviews_mtl.model.splits import split_reviews, split_sentences
+from reviews_mtl.training.lexicon import weak_vector
+from reviews_mtl.training.metrics import sentiment_from_stars
+from reviews_mtl.training.splits import split_reviews, split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -240,12 +240,3 @@ class MixedBatches:
                     self.aspects.subset(a[b * self.n_aspect : (b + 1) * self.n_aspect]),
                 )
 
-
-def pad(ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    width = max(1, max((len(x) for x in ids), default=1))
-    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(ids), width), dtype=np.int64)
-    for i, seq in enumerate(ids):
-        input_ids[i, : len(seq)] = seq
-        mask[i, : len(seq)] = 1
-    return input_ids, mask

@@ -3,7 +3,7 @@
 Start here: :func:`load_review_pool` reads every ratings source into :class:`SourceReview` values,
 drops empty and duplicate texts, and gives each review a stable id and a product id (the source's own
 ``asin`` where one exists, else one synthetic product per source). :func:`load_sample_reviews` reads the
-project's own sample (``reviews_mtl/model/sample``), which needs no external data.
+project's own sample (``reviews_mtl/data/sample``), which needs no external data.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from reviews_mtl.contracts import Review
+from reviews_mtl.contracts import Review, model_input
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class SourceReview:
     source: str
 
     def model_text(self) -> str:
-        """The text the model reads: title and body, as :meth:`reviews_mtl.contracts.Review.model_text`."""
-        return f"{self.title}. {self.text}" if self.title else self.text
+        """The text the model reads (:func:`reviews_mtl.contracts.model_input`)."""
+        return model_input(self.title, self.text)
 
     def to_review(self) -> Review:
         """The input-contract record (stars kept as ``rating``); raises ``ValidationError`` past its limits."""

@@ -1,10 +1,13 @@
 """The trainer: presets → data → mixed-batch multi-task training → early stopping → artifact.
 
-Start here: :func:`train_preset` (what the CLI and :func:`~reviews_mtl.model.artifact.ensure_demo_model`
-call) → :func:`train` (one :class:`~reviews_mtl.model.presets.TrainConfig`). AdamW with a higher
-learning rate for the fresh heads than for the pretrained encoder, linear warmup then decay, gradient
-clipping, bf16 autocast on CUDA, early stopping on :func:`~reviews_mtl.model.metrics.validation_score`;
-the best epoch's weights are exported. Per-aspect thresholds are tuned on validation.
+Start here: :func:`train_preset` (what the CLI and :func:`~reviews_mtl.training.demo_cache.ensure_demo_model`
+call) → :func:`train` (one :class:`~reviews_mtl.training.presets.TrainConfig`), which runs its steps in order:
+:func:`prepare_data` (splits, tokenizer, token ids) → :func:`build_model` → :func:`fit` (epochs of
+:func:`train_epoch`, each scored on validation, early stopping) → :func:`write_artifact` (weights, config,
+ONNX, int8, parity) → ``metrics.json`` and the model card. AdamW with a higher learning rate for the fresh
+heads than for the pretrained encoder, linear warmup then decay, gradient clipping, bf16 autocast on CUDA,
+early stopping on :func:`~reviews_mtl.training.metrics.validation_score`; per-aspect thresholds are tuned
+on validation and the best epoch's weights are exported.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,32 +29,22 @@ import torch
 from tqdm.auto import tqdm
 
 from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
-from reviews_mtl.model.artifact import METRICS_FILE, TOKENIZER_FILE, TRAINING_CODE_VERSION
-from reviews_mtl.model.aspect_sources import HUMAN_ASPECTS, TARGET_ASPECTS
-from reviews_mtl.model.data import MixedBatches, TaskRows, build_datasets, pad
-from reviews_mtl.model.export import (
+from reviews_mtl.model.artifact import METRICS_FILE, TOKENIZER_FILE, ArtifactConfig
+from reviews_mtl.model.modeling import HeadConfig, LossWeights, MultiTaskReviewModel, build_encoder
+from reviews_mtl.model.predictor import pad, sort_and_pad
+from reviews_mtl.training.datasets import Datasets, MixedBatches, TaskRows, build_datasets
+from reviews_mtl.training.onnx_export import (
     check_parity,
     encoder_config_dict,
     export_onnx,
     quantize_int8,
     save_tokenizer,
     save_weights,
-    write_config,
 )
-from reviews_mtl.model.metrics import (
-    aspect_metrics,
-    rating_metrics,
-    sentiment_metrics,
-    star_balanced_indices,
-    tune_thresholds,
-    validation_score,
-)
-from reviews_mtl.model.modeling import HeadConfig, LossWeights, MultiTaskReviewModel, build_encoder
-from reviews_mtl.model.presets import TrainConfig, get_preset, resolve_encoder
+from reviews_mtl.training.presets import TRAINING_CODE_VERSION, TrainConfig, get_preset, resolve_encoder
+from reviews_mtl.training.scoring import SplitOutputs, score_split, tune_split_thresholds
 
 logger = logging.getLogger(__name__)
-
-NO_HUMAN_ASPECTS = tuple(a for a in ASPECT_NAMES if a not in HUMAN_ASPECTS)
 
 
 def choose_threads(requested: int) -> int:
@@ -74,11 +67,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _tokenize(rows: TaskRows, tokenizer: Any) -> TaskRows:
-    rows.ids = [e.ids for e in tokenizer.encode_batch(rows.texts)] if len(rows) else []
-    return rows
 
 
 def _tensors(rows: TaskRows, device: torch.device) -> dict[str, torch.Tensor]:
@@ -105,31 +93,14 @@ def predict_rows(
     sentiment = np.zeros((n, len(SENTIMENT_LABELS)), dtype=np.float32)
     rating = np.zeros(n, dtype=np.float32)
     aspects = np.zeros((n, len(ASPECT_NAMES)), dtype=np.float32)
-    order = np.argsort([len(x) for x in rows.ids], kind="stable")
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask = pad([rows.ids[i] for i in idx])
+    for batch in sort_and_pad(rows.ids, batch_size):
+        idx = batch.positions
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+            out = model(torch.from_numpy(batch.input_ids).to(device), torch.from_numpy(batch.attention_mask).to(device))
         sentiment[idx] = torch.softmax(out.sentiment_logits.float(), -1).cpu().numpy()
         rating[idx] = out.rating.float().cpu().numpy()
         aspects[idx] = torch.sigmoid(out.aspect_logits.float()).cpu().numpy()
     return sentiment, rating, aspects
-
-
-def review_task_metrics(rows: TaskRows, sentiment: np.ndarray, rating: np.ndarray) -> dict[str, Any]:
-    result = {
-        "sentiment": sentiment_metrics(rows.sentiment, sentiment.argmax(1), SENTIMENT_LABELS),
-        "rating": rating_metrics(rows.stars.astype(np.float64), rating.astype(np.float64)),
-    }
-    balanced = star_balanced_indices(rows.stars)
-    if len(balanced):
-        result["star_balanced"] = {
-            "n": len(balanced),
-            "sentiment": sentiment_metrics(rows.sentiment[balanced], sentiment[balanced].argmax(1), SENTIMENT_LABELS),
-            "rating": rating_metrics(rows.stars[balanced].astype(np.float64), rating[balanced].astype(np.float64)),
-        }
-    return result
 
 
 def evaluate_split(
@@ -143,25 +114,10 @@ def evaluate_split(
     """Metrics on one split; tunes thresholds there when ``thresholds`` is ``None`` (validation)."""
     s_probs, s_rating, r_aspects = predict_rows(model, reviews, device, batch_size)
     _, _, a_probs = predict_rows(model, sentences, device, batch_size)
-    human_mask = sentences.aspect_weight >= 1.0
-    weak_mask = reviews.aspect_weight > 0
+    outputs = SplitOutputs(s_probs, s_rating, a_probs, review_aspects=r_aspects)
     if thresholds is None:
-        thresholds = tune_thresholds(a_probs, sentences.aspects, human_mask, ASPECT_NAMES)
-        # Aspects with no human label anywhere: tune on the weak labels of validation reviews.
-        weak_tuned = tune_thresholds(r_aspects, reviews.aspects, weak_mask, ASPECT_NAMES)
-        for name in ASPECT_NAMES:
-            if not human_mask[:, ASPECT_NAMES.index(name)].any():
-                thresholds[name] = weak_tuned[name]
-    metrics = review_task_metrics(reviews, s_probs, s_rating)
-    metrics["aspects"] = aspect_metrics(a_probs, sentences.aspects, human_mask, ASPECT_NAMES, thresholds)
-    metrics["aspects_target"] = aspect_metrics(
-        a_probs, sentences.aspects, human_mask, ASPECT_NAMES, thresholds, macro_over=TARGET_ASPECTS
-    )
-    metrics["aspects_weak_on_reviews"] = aspect_metrics(r_aspects, reviews.aspects, weak_mask, ASPECT_NAMES, thresholds)
-    metrics["score"] = validation_score(
-        metrics["sentiment"]["macro_f1"], metrics["rating"]["mae"], metrics["aspects"]["macro_f1"]
-    )
-    return metrics, thresholds
+        thresholds = tune_split_thresholds(outputs, reviews, sentences)
+    return score_split(outputs, reviews, sentences, thresholds), thresholds
 
 
 def _optimizer(model: MultiTaskReviewModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -209,24 +165,9 @@ def _class_weights(rows: TaskRows) -> tuple[float, ...]:
     return tuple(float(w) for w in np.sqrt(weights))  # square root: balanced without over-weighting neutral
 
 
-def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[str, Any]:
-    """Train one model and write the artifact into ``output_dir``; returns the metrics written."""
+def prepare_data(config: TrainConfig, data_dir: Path | None, output_dir: Path, encoder_path: str) -> Datasets:
+    """Step 1: the splits as label rows, and the encoder's tokenizer saved into the artifact and run on them."""
     from tokenizers import Tokenizer
-
-    started = time.time()
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(config.seed)
-    torch.set_num_threads(choose_threads(config.threads))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    encoder_path = resolve_encoder(config.encoder)
-    logger.info(
-        "training preset %s on %s, encoder %s, %d torch threads",
-        config.preset,
-        device,
-        encoder_path,
-        torch.get_num_threads(),
-    )
 
     data = build_datasets(
         data_dir,
@@ -249,8 +190,12 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
         data.test_reviews,
         data.test_sentences,
     ):
-        _tokenize(rows, tokenizer)
+        rows.ids = [e.ids for e in tokenizer.encode_batch(rows.texts)] if len(rows) else []
+    return data
 
+
+def build_model(config: TrainConfig, data: Datasets, encoder_path: str, device: torch.device) -> MultiTaskReviewModel:
+    """Step 2: the pretrained encoder with fresh heads, its lowest layers frozen as the preset asks."""
     encoder, hidden = build_encoder(encoder_path)
     heads = HeadConfig(
         dropout=config.dropout,
@@ -261,7 +206,20 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
     frozen = freeze_lower_layers(model, config.freeze_layers)
     if frozen:
         logger.info("froze the embeddings and the lowest %d encoder layers (%d tensors)", config.freeze_layers, frozen)
+    return model
 
+
+@dataclass
+class Optimization:
+    """The optimizer, its learning-rate schedule and the batches it steps over."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    batches: Iterator[tuple[TaskRows, TaskRows]]
+    steps_per_epoch: int
+
+
+def _optimization(config: TrainConfig, model: MultiTaskReviewModel, data: Datasets) -> Optimization:
     steps_per_epoch = config.steps_per_epoch or math.ceil(
         len(data.train_reviews) / max(1, round(config.batch_size * (1 - config.aspect_share)))
     )
@@ -286,40 +244,72 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
             human_share=config.human_share,
         )
     )
+    return Optimization(optimizer, scheduler, batches, steps_per_epoch)
 
-    history: list[dict[str, Any]] = []
-    best_score, best_state, best_epoch, best_thresholds = -1.0, None, 0, dict.fromkeys(ASPECT_NAMES, 0.5)
-    best_validation: dict[str, Any] = {}
-    stale = 0
+
+def _over_budget(config: TrainConfig, started: float) -> bool:
+    return bool(config.time_budget_s) and time.time() - started > config.time_budget_s
+
+
+def train_epoch(
+    model: MultiTaskReviewModel,
+    opt: Optimization,
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    started: float,
+) -> tuple[int, dict[str, float]]:
+    """One epoch of optimizer steps (cut short by the time budget); returns (steps done, summed losses)."""
+    model.train()
+    sums = {"loss": 0.0, "sentiment": 0.0, "rating": 0.0, "aspects": 0.0}
     disable_bar = os.environ.get("REVIEWS_NO_PROGRESS") == "1"
+    bar = tqdm(
+        range(opt.steps_per_epoch), desc=f"epoch {epoch}/{config.max_epochs}", disable=disable_bar, mininterval=2.0
+    )
+    steps_done = 0
+    for _ in bar:
+        if _over_budget(config, started):
+            logger.info("time budget of %.0fs reached inside epoch %d", config.time_budget_s, epoch)
+            break
+        steps_done += 1
+        review_part, aspect_part = next(opt.batches)
+        tensors = _tensors(TaskRows.concat([review_part, aspect_part]), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(**tensors)
+        assert out.loss is not None
+        opt.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.optimizer.step()
+        opt.scheduler.step()
+        sums["loss"] += float(out.loss.detach())
+        for k, v in out.losses.items():
+            sums[k] += float(v.detach())
+        bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.3f}", refresh=False)
+    return steps_done, sums
+
+
+@dataclass
+class FitResult:
+    """The best epoch (by validation score): its number, thresholds and validation metrics; every epoch's record."""
+
+    best_epoch: int = 0
+    thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ASPECT_NAMES, 0.5))
+    validation: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps_per_epoch: int = 0
+
+
+def fit(
+    model: MultiTaskReviewModel, data: Datasets, config: TrainConfig, device: torch.device, started: float
+) -> FitResult:
+    """Step 3: epochs until early stopping or the time budget; leaves the best epoch's weights in ``model``."""
+    opt = _optimization(config, model, data)
+    result = FitResult(steps_per_epoch=opt.steps_per_epoch)
+    best_score, best_state, stale = -1.0, None, 0
     for epoch in range(1, config.max_epochs + 1):
-        model.train()
-        sums = {"loss": 0.0, "sentiment": 0.0, "rating": 0.0, "aspects": 0.0}
         epoch_start = time.time()
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"epoch {epoch}/{config.max_epochs}", disable=disable_bar, mininterval=2.0
-        )
-        steps_done = 0
-        for _ in bar:
-            if config.time_budget_s and time.time() - started > config.time_budget_s:
-                logger.info("time budget of %.0fs reached inside epoch %d", config.time_budget_s, epoch)
-                break
-            steps_done += 1
-            review_part, aspect_part = next(batches)
-            batch = TaskRows.concat([review_part, aspect_part])
-            tensors = _tensors(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = model(**tensors)
-            assert out.loss is not None
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            sums["loss"] += float(out.loss.detach())
-            for k, v in out.losses.items():
-                sums[k] += float(v.detach())
-            bar.set_postfix(loss=f"{sums['loss'] / (bar.n + 1):.3f}", refresh=False)
+        steps_done, sums = train_epoch(model, opt, config, device, epoch, started)
         train_s = time.time() - epoch_start
         val, thresholds = evaluate_split(
             model, data.validation_reviews, data.validation_sentences, device, None, config.eval_batch_size
@@ -335,62 +325,80 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
             "validation_rating_mae": val["rating"]["mae"],
             "validation_aspect_macro_f1": val["aspects"]["macro_f1"],
         }
-        history.append(record)
+        result.history.append(record)
         logger.info("epoch %d: %s", epoch, json.dumps(record))
         if val["score"] > best_score:
-            best_score, best_epoch, best_thresholds, stale = val["score"], epoch, thresholds, 0
-            best_validation = val
+            best_score, stale = val["score"], 0
+            result.best_epoch, result.thresholds, result.validation = epoch, thresholds, val
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
             stale += 1
             if stale >= config.patience:
-                logger.info("early stop after epoch %d (best %d)", epoch, best_epoch)
+                logger.info("early stop after epoch %d (best %d)", epoch, result.best_epoch)
                 break
-        if config.time_budget_s and time.time() - started > config.time_budget_s:
+        if _over_budget(config, started):
             logger.info("time budget of %.0fs reached after epoch %d", config.time_budget_s, epoch)
             break
-    train_seconds = time.time() - started
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    return result
 
-    validation = best_validation
-    test, _ = evaluate_split(
-        model, data.test_reviews, data.test_sentences, device, best_thresholds, config.eval_batch_size
-    )
-    model_cpu = model.cpu()
-    save_weights(model_cpu, output_dir)
+
+def write_artifact(
+    model: MultiTaskReviewModel, config: TrainConfig, data: Datasets, thresholds: dict[str, float], output_dir: Path
+) -> tuple[str, dict[str, Any]]:
+    """Step 4: weights, ``config.json``, ONNX fp32 and int8, and their parity with PyTorch; (version, parity)."""
+    save_weights(model, output_dir)
     version = f"{config.preset}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-    write_config(
-        output_dir,
-        {
-            "model_name": f"reviews-mtl-{config.preset}",
-            "model_version": version,
-            "preset": config.preset,
-            "encoder": config.encoder,
-            "encoder_config": encoder_config_dict(model_cpu),
-            "pooling": "mean",
-            "max_length": config.max_length,
-            "sentiment_labels": list(SENTIMENT_LABELS),
-            "aspect_names": list(ASPECT_NAMES),
-            "aspect_thresholds": best_thresholds,
-            "heads": model_cpu.heads.to_dict(),
-            "training": {k: v for k, v in asdict(config).items() if k != "extra"},
-            "training_code_version": TRAINING_CODE_VERSION,
-            "data_source": data.data_source,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
-    export_onnx(model_cpu, output_dir)
+    ArtifactConfig(
+        model_name=f"reviews-mtl-{config.preset}",
+        model_version=version,
+        preset=config.preset,
+        encoder=config.encoder,
+        encoder_config=encoder_config_dict(model),
+        heads=model.heads.to_dict(),
+        max_length=config.max_length,
+        aspect_thresholds=thresholds,
+        training={k: v for k, v in asdict(config).items() if k != "extra"},
+        training_code_version=TRAINING_CODE_VERSION,
+        data_source=data.data_source,
+    ).write(output_dir)
+    export_onnx(model, output_dir)
     quantize_int8(output_dir)
     # Validation rows first; runtime agreement needs no labels, so a small split (the project's own sample)
     # is topped up with training texts to keep the check meaningful.
     parity_texts = [*data.validation_reviews.texts, *data.train_reviews.texts][: config.parity_rows]
-    parity = check_parity(output_dir, parity_texts, model=model_cpu)
+    return version, check_parity(output_dir, parity_texts, model=model)
 
-    from reviews_mtl.model.baseline import run_baseline
 
-    baseline = run_baseline(data)
+def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[str, Any]:
+    """Train one model and write the artifact into ``output_dir``; returns the metrics written."""
+    from reviews_mtl.training.baseline import run_baseline
+    from reviews_mtl.training.report import write_model_card
+
+    started = time.time()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+    torch.set_num_threads(choose_threads(config.threads))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    encoder_path = resolve_encoder(config.encoder)
+    logger.info(
+        "training preset %s on %s, encoder %s, %d torch threads",
+        config.preset,
+        device,
+        encoder_path,
+        torch.get_num_threads(),
+    )
+    data = prepare_data(config, data_dir, output_dir, encoder_path)
+    model = build_model(config, data, encoder_path, device)
+    fitted = fit(model, data, config, device, started)
+    train_seconds = time.time() - started
+    test, _ = evaluate_split(
+        model, data.test_reviews, data.test_sentences, device, fitted.thresholds, config.eval_batch_size
+    )
+    version, parity = write_artifact(model.cpu(), config, data, fitted.thresholds, output_dir)
     metrics = {
         "preset": config.preset,
         "model_version": version,
@@ -399,20 +407,18 @@ def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[
         "cpu_count": os.cpu_count(),
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "steps_per_epoch": steps_per_epoch,
-        "history": history,
+        "best_epoch": fitted.best_epoch,
+        "epochs_run": len(fitted.history),
+        "steps_per_epoch": fitted.steps_per_epoch,
+        "history": fitted.history,
         "counts": data.counts,
-        "validation": validation,
+        "validation": fitted.validation,
         "test": test,
-        "baseline": baseline,
+        "baseline": run_baseline(data),
         "parity": parity,
     }
     (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    from reviews_mtl.model.report import write_model_card
-
-    write_model_card(output_dir, metrics, json.loads((output_dir / "config.json").read_text()))
+    write_model_card(output_dir, metrics, ArtifactConfig.read(output_dir))
     logger.info("artifact written to %s in %.0fs", output_dir, time.time() - started)
     return metrics
 
@@ -426,7 +432,3 @@ def train_preset(
     """Train a preset, with optional field overrides (``None`` values are ignored)."""
     config = get_preset(preset).with_overrides(**overrides)
     return train(config, data_dir, output_dir)
-
-
-def parity_sample(texts: Sequence[str], n: int = 500) -> list[str]:
-    return list(texts[:n])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reviews_mtl.contracts import ASPECT_NAMES
-from reviews_mtl.model.sources import SAMPLE_DIR
+from reviews_mtl.data.sources import SAMPLE_DIR
 
 logger = logging.getLogger(__name__)
 

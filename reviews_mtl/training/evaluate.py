@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from reviews_mtl.contracts import ASPECT_NAMES
-from reviews_mtl.model.artifact import METRICS_FILE, read_config
-from reviews_mtl.model.aspect_sources import TARGET_ASPECTS
-from reviews_mtl.model.metrics import aspect_metrics, validation_score
+from reviews_mtl.model.artifact import METRICS_FILE
+from reviews_mtl.model.predictor import PredictorBase
+from reviews_mtl.model.runtime import load_predictor
+from reviews_mtl.training.scoring import SplitOutputs, score_split
 
 logger = logging.getLogger(__name__)
 
@@ -31,36 +31,24 @@ def evaluate_artifact(
     max_reviews: int = 0,
 ) -> dict[str, Any]:
     """Score ``model_dir`` and the baseline on the test split; returns the headline figures."""
-    from reviews_mtl.model.baseline import run_baseline
-    from reviews_mtl.model.data import build_datasets
-    from reviews_mtl.model.report import statistics, write_html_report
-    from reviews_mtl.model.runtime import _PredictorBase, load_predictor
-    from reviews_mtl.model.train import review_task_metrics
+    from reviews_mtl.training.baseline import run_baseline
+    from reviews_mtl.training.datasets import build_datasets
+    from reviews_mtl.training.report import statistics, write_html_report
 
     model_dir = Path(model_dir)
     output_dir = Path(output_dir) if output_dir else model_dir / "report"
     output_dir.mkdir(parents=True, exist_ok=True)
-    config = read_config(model_dir)
     data = build_datasets(data_dir, weak=True, max_eval_reviews=max_reviews, seed=13)
     predictor = load_predictor(model_dir, runtime=runtime)
-    assert isinstance(predictor, _PredictorBase)
-    thresholds = {n: float(t) for n, t in config.get("aspect_thresholds", {}).items()}
+    assert isinstance(predictor, PredictorBase)
+    config = predictor.config
 
     started = time.time()
     reviews = predictor.predict_arrays(data.test_reviews.texts)
     sentences = predictor.predict_arrays(data.test_sentences.texts)
     seconds = time.time() - started
-    model_metrics = review_task_metrics(data.test_reviews, reviews.sentiment_probs, reviews.rating)
-    mask = data.test_sentences.aspect_weight >= 1.0
-    model_metrics["aspects"] = aspect_metrics(
-        sentences.aspect_probs, data.test_sentences.aspects, mask, ASPECT_NAMES, thresholds
-    )
-    model_metrics["aspects_target"] = aspect_metrics(
-        sentences.aspect_probs, data.test_sentences.aspects, mask, ASPECT_NAMES, thresholds, TARGET_ASPECTS
-    )
-    model_metrics["score"] = validation_score(
-        model_metrics["sentiment"]["macro_f1"], model_metrics["rating"]["mae"], model_metrics["aspects"]["macro_f1"]
-    )
+    outputs = SplitOutputs(reviews.sentiment_probs, reviews.rating, sentences.aspect_probs)
+    model_metrics = score_split(outputs, data.test_reviews, data.test_sentences, config.aspect_thresholds)
     model_metrics["runtime"] = runtime
     model_metrics["inference_rows_per_s"] = (len(data.test_reviews) + len(data.test_sentences)) / max(seconds, 1e-9)
 
@@ -73,7 +61,7 @@ def evaluate_artifact(
     if metrics_path.is_file():
         training = json.loads(metrics_path.read_text())
     result = {
-        "model": {"name": config["model_name"], "version": config["model_version"], "dir": str(model_dir)},
+        "model": {"name": config.model_name, "version": config.model_version, "dir": str(model_dir)},
         "data": data.data_source,
         "counts": data.counts,
         "test": model_metrics,

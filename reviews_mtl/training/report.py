@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reviews_mtl.model.artifact import MODEL_CARD_FILE
+from reviews_mtl.model.artifact import MODEL_CARD_FILE, ArtifactConfig
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -42,18 +42,18 @@ def summary_rows(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> li
     return [(name, _f(get(metrics, *path)), _f(get(baseline, *path))) for name, path in rows]
 
 
-def write_model_card(out_dir: Path, metrics: dict[str, Any], config: dict[str, Any]) -> Path:
+def write_model_card(out_dir: Path, metrics: dict[str, Any], config: ArtifactConfig) -> Path:
     test = metrics.get("test", {})
     base = metrics.get("baseline", {}).get("test")
     parity = metrics.get("parity", {})
     lines = [
-        f"# {config['model_name']} {config['model_version']}",
+        f"# {config.model_name} {config.model_version}",
         "",
         "Multi-task review model: sentiment (negative/neutral/positive), star rating (1–5, float) and ten",
         "aspect probabilities, from one shared encoder with mean pooling and three heads.",
         "",
-        f"- Encoder: `{config['encoder']}`; max length {config['max_length']} tokens; preset `{config['preset']}`.",
-        f"- Data: `{config.get('data_source')}`; counts: {metrics.get('counts')}.",
+        f"- Encoder: `{config.encoder}`; max length {config.max_length} tokens; preset `{config.preset}`.",
+        f"- Data: `{config.data_source}`; counts: {metrics.get('counts')}.",
         f"- Training: {metrics.get('epochs_run')} epochs of {metrics.get('steps_per_epoch')} steps, best epoch "
         f"{metrics.get('best_epoch')}, {metrics.get('train_seconds')} s on {metrics.get('device')} "
         f"({metrics.get('torch_threads')} threads, {metrics.get('cpu_count')} cores).",

@@ -1,4 +1,4 @@
-"""``reviews-mtl train | evaluate | predict``: the model's commands.
+"""``reviews-mtl train | evaluate | predict``: the model's commands (``predict`` runs :mod:`reviews_mtl.model`).
 
 Registration imports nothing heavy; torch, transformers and onnxruntime load inside the handlers.
 Every option also reads an environment variable (named in its help).
@@ -11,7 +11,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from reviews_mtl.settings import RuntimeKind
 
 
 def _env(name: str, fallback: str | None = None) -> str | None:
@@ -121,7 +123,7 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--runtime",
         default=_env("REVIEWS_RUNTIME", "onnx-int8"),
-        choices=("auto", "onnx-int8", "onnx-fp32", "torch"),
+        choices=get_args(RuntimeKind),
         help="runtime (env REVIEWS_RUNTIME)",
     )
     evaluate.set_defaults(func=_evaluate)
@@ -139,7 +141,7 @@ def register(subparsers: Any) -> None:
     predict.add_argument(
         "--runtime",
         default=_env("REVIEWS_RUNTIME", "auto"),
-        choices=("auto", "onnx-int8", "onnx-fp32", "torch"),
+        choices=get_args(RuntimeKind),
         help="runtime (env REVIEWS_RUNTIME)",
     )
     predict.add_argument(
@@ -152,8 +154,8 @@ def register(subparsers: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from reviews_mtl.model.artifact import resolve_data_dir
-    from reviews_mtl.model.train import train_preset
+    from reviews_mtl.data.paths import resolve_data_dir
+    from reviews_mtl.training.train import train_preset
 
     data_dir = None if args.sample else resolve_data_dir(args.data)
     output = args.output or Path("artifacts") / args.preset
@@ -176,7 +178,7 @@ def _train(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    from reviews_mtl.model.report import summary_rows
+    from reviews_mtl.training.report import summary_rows
 
     print(f"artifact: {output}  ({metrics['train_seconds']} s training, {metrics['total_seconds']} s total)")
     print(f"{'test split':<40} {'model':>8} {'tfidf':>8}")
@@ -186,8 +188,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from reviews_mtl.model.artifact import resolve_data_dir
-    from reviews_mtl.model.evaluate import evaluate_artifact
+    from reviews_mtl.data.paths import resolve_data_dir
+    from reviews_mtl.training.evaluate import evaluate_artifact
 
     data_dir = None if args.sample else resolve_data_dir(args.data)
     report = evaluate_artifact(args.model, data_dir, args.output, runtime=args.runtime, max_reviews=args.max_reviews)

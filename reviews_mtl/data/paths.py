@@ -1,0 +1,36 @@
+"""The one resolver of the review data folder (``../shared/data`` by default)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "REVIEWS_DATA_DIR"
+
+
+class DataError(Exception):
+    """Root of the data package's errors: a data folder that was asked for and is not there."""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def resolve_data_dir(data_dir: Path | str | None = None) -> Path | None:
+    """The review data: an explicit path, else env ``REVIEWS_DATA_DIR``, else ``<repo>/../shared/data``.
+
+    ``None`` when none is given and the default folder is absent: callers then use the project's sample.
+    """
+    if data_dir:
+        path = Path(data_dir)
+        if not path.is_dir():
+            raise DataError(f"data directory not found: {path}")
+        return path
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_dir():
+            raise DataError(f"{DATA_DIR_ENV}={env} is not a directory")
+        return path
+    default = repo_root().parent / "shared" / "data"
+    return default if default.is_dir() else None
