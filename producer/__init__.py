@@ -26,7 +26,8 @@ from producer.publisher import (
     check_all_valid,
     publish_records,
 )
-from producer.readers import InvalidRecord, ValidRecord, read_records, validate_objects
+from producer.readers import read_records, validate_objects
+from producer.records import InvalidRecord, ValidRecord
 from reviews_mtl.contracts import Review
 from reviews_mtl.settings import KafkaSettings, ProducerSettings, TopicSettings
 

@@ -173,7 +173,8 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
 def _records(args: argparse.Namespace) -> Iterator[Any]:
     """The input as a fresh stream of records (called twice when invalid rows are fatal)."""
-    from producer.readers import ValidRecord, read_records
+    from producer.readers import read_records
+    from producer.records import ValidRecord
 
     if args.from_data is not None:
         from producer.export import reviews_from_data
@@ -207,7 +208,7 @@ def _print_summary(summary: Any, as_json: bool) -> None:
 def _export(args: argparse.Namespace, on_invalid: str) -> int:
     from producer.export import with_timestamps, write_jsonl
     from producer.publisher import PublishSummary, check_all_valid
-    from producer.readers import InvalidRecord
+    from producer.records import InvalidRecord
 
     summary = PublishSummary(topic=f"file:{args.export_jsonl}")
     if on_invalid == "fail":

@@ -9,10 +9,8 @@ ProducerError
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from producer.readers import InvalidRecord
+from producer.records import InvalidRecord
 
 
 class ProducerError(Exception):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from producer.errors import DeliveryError, InvalidRecordError
-from producer.readers import InvalidRecord, Record
+from producer.records import InvalidRecord, Record
 from reviews_mtl.contracts import Review
 from reviews_mtl.settings import KafkaSettings, ProducerSettings
 

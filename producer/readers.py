@@ -20,12 +20,12 @@ import logging
 import math
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from producer.errors import InputError
+from producer.records import InvalidRecord, Record, ValidRecord
 from reviews_mtl.contracts import DecodeFailure, DecodeReason, Review, validate_review_object
 
 logger = logging.getLogger(__name__)
@@ -52,32 +52,6 @@ _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
 
-@dataclass(frozen=True, slots=True)
-class ValidRecord:
-    """A row that satisfies the input contract."""
-
-    source: str
-    line: int
-    review: Review
-
-
-@dataclass(frozen=True, slots=True)
-class InvalidRecord:
-    """A row that breaks the input contract: never sent, always reported."""
-
-    source: str
-    line: int
-    reason: DecodeReason
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.reason.value}: {self.detail}"
-
-    def as_dict(self) -> dict[str, object]:
-        return {"source": self.source, "line": self.line, "reason": self.reason.value, "detail": self.detail}
-
-
-Record = ValidRecord | InvalidRecord
 # What a format reader yields: the 1-based line (JSONL, CSV) or row (Parquet) and the parsed object,
 # or a failure when the row cannot even be parsed.
 RawRow = tuple[int, object | DecodeFailure]

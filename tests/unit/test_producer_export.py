@@ -9,7 +9,8 @@ import pytest
 
 from producer.cli import register
 from producer.export import reviews_from_data, with_timestamps, write_jsonl
-from producer.readers import ValidRecord, read_records
+from producer.readers import read_records
+from producer.records import ValidRecord
 from reviews_mtl.contracts import Review
 
 

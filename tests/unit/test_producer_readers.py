@@ -12,15 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from producer.errors import InputError
-from producer.readers import (
-    InvalidRecord,
-    Record,
-    ValidRecord,
-    coerce_tabular_row,
-    detect_format,
-    read_records,
-    validate_objects,
-)
+from producer.readers import coerce_tabular_row, detect_format, read_records, validate_objects
+from producer.records import InvalidRecord, Record, ValidRecord
 from reviews_mtl.contracts import MAX_TEXT_BYTES, DecodeReason, Review
 
 
