@@ -18,8 +18,11 @@ install: $(STAMP)
 demo: install
 	$(PY) -m reviews_mtl.demo
 
+# Style, then the layering contracts of pyproject.toml ([tool.importlinter]), then no import cycle anywhere.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(PY) scripts/check_import_cycles.py
 
 # Strict for the packages, relaxed for the tests (pyproject.toml).
 typecheck: install
