@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8 on a GPU machine, in one prepared run: model-only GPU figures (PyTorch fp16/bf16 on CUDA beside ONNX
+# The speed targets on a GPU machine, in one prepared run: model-only GPU figures (PyTorch fp16/bf16 on CUDA beside ONNX
 # Runtime on the CPU), then end to end through ONE worker process with --runtime torch (target: >= 20,000
 # reviews/s), latency at fixed loads, where that worker's time goes, and the seed's setup on the same GPU.
 #

@@ -1,4 +1,4 @@
-"""``reviews-mtl bench``: model-only, end-to-end and seed-setup speed in one run (issue 8)."""
+"""``reviews-mtl bench``: model-only, end-to-end and seed-setup speed in one run, against the targets in ``runner``."""
 
 from __future__ import annotations
 

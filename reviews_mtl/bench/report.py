@@ -92,7 +92,7 @@ def render(result: dict[str, Any]) -> str:
               f"  seed_setup_reviews_per_s                         {_fmt(result.get('seed_setup_reviews_per_s'), 2)}",
               f"  e2e_over_model_only / adjacent                   {_fmt(result.get('e2e_over_model_only'), 3)} / "
               f"{_fmt(result.get('e2e_over_model_only_adjacent'), 3)}",
-              "", "Targets (issue 8)"]
+              "", "Targets"]
     for name, t in result["targets"].items():
         lines.append(f"  {name:<36} {_fmt(t['value'], 3):>10}  target {'≤' if 'latency' in name else '≥'} "
                      f"{t['target']:g}: {_met(t['met'])}")

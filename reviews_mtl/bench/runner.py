@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases")
 
-# Issue 8's targets on 2 cores.
+# The project's speed targets on 2 cores (README, "Measured speed").
 TARGET_E2E_OVER_MODEL_ONLY = 0.85
 TARGET_E2E_OVER_SEED = 20.0
 TARGET_P99_AT_HALF_LOAD_S = 0.5
@@ -167,7 +167,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
 
 
 def targets(result: dict[str, Any], cuda: bool) -> dict[str, Any]:
-    """Each target of issue 8 with the measured value and whether it is met (None: not measured)."""
+    """Each speed target with the measured value and whether it is met (None: not measured)."""
 
     def check(value: float | None, target: float, higher_is_better: bool = True) -> dict[str, Any]:
         met = None if value is None else (value >= target if higher_is_better else value <= target)

@@ -167,7 +167,10 @@ def _java() -> str:
 
 def random_cluster_id() -> str:
     """The same format as ``kafka-storage random-uuid``: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):  # kafka-storage would read "-t -abc…" as a missing argument
+            return cluster_id
 
 
 @dataclass
@@ -252,10 +255,6 @@ class ApacheKafkaCluster:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(node.bootstrap for node in self.nodes)
-
-    @property
-    def sasl_enabled(self) -> bool:
-        return bool(self.sasl_users)
 
     @property
     def security_protocol(self) -> Literal["PLAINTEXT", "SASL_PLAINTEXT"]:
