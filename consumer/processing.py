@@ -138,7 +138,10 @@ class BatchProcessor:
         failures: list[tuple[InMessage, DecodeFailure]] = []
         for msg in messages:
             out.next_offsets[(msg.topic, msg.partition)] = msg.offset + 1
-            decoded = decode_review(msg.value)
+            try:
+                decoded = decode_review(msg.value)
+            except Exception as exc:  # the decoder never raises; if it ever does, dead-letter
+                decoded = _internal_error("decoding", exc, msg.value)
             if isinstance(decoded, DecodeFailure):
                 failures.append((msg, decoded))
             else:
@@ -146,7 +149,11 @@ class BatchProcessor:
 
         watermarks = self.store.watermarks_for(sorted(out.next_offsets))
         inflight = self._reuse_applied(valid, watermarks)
-        self._predict(valid, out)
+        broken = self._predict(valid, out)
+        if broken:
+            failed = {id(v) for v, _ in broken}
+            valid = [v for v in valid if id(v) not in failed]
+            failures += [(v.msg, failure) for v, failure in broken]
 
         parts: dict[TopicPartition, PartitionBatch] = {}
         for v in valid:
@@ -159,7 +166,7 @@ class BatchProcessor:
                 if v.msg.offset in inflight[tp].duplicates:
                     part.replayed_duplicates.append(v.msg.offset)
                 continue
-            v.payload = rec.to_bytes()
+            assert v.payload is not None
             part.records.append(AppliedRecord(
                 offset=v.msg.offset,
                 review_id=rec.review_id,
@@ -216,33 +223,63 @@ class BatchProcessor:
                 log.warning("offset %s of %s:%s is below the watermark and not in flight", v.msg.offset, *tp)
         return inflight
 
-    def _predict(self, valid: list[_Valid], out: BatchOutput) -> None:
+    def _predict(self, valid: list[_Valid], out: BatchOutput) -> list[tuple[_Valid, DecodeFailure]]:
+        """Predict what was not applied before; returns the reviews that broke the model or the record builder
+        (dead letters of class ``internal_error``: a poison review must never crash-loop every replica)."""
         todo = [v for v in valid if not v.replayed]
         out.replayed = len(valid) - len(todo)
         if not todo:
-            return
+            return []
         started = time.perf_counter()
-        predictions = self.predictor.predict([v.review.model_text() for v in todo])
+        texts = [v.review.model_text() for v in todo]
+        broken: list[tuple[_Valid, DecodeFailure]] = []
+        try:
+            predictions: list[Prediction | None] = list(self.predictor.predict(texts))
+        except Exception:  # find the poison one by one, below
+            log.exception("the model failed on a batch of %d; predicting one by one", len(todo))
+            predictions = [self._predict_one(v, text, broken) for v, text in zip(todo, texts, strict=True)]
         out.inference_s = time.perf_counter() - started
         now = self.clock()
         per_review_ms = 1000.0 * out.inference_s / len(todo)
         for v, pred in zip(todo, predictions, strict=True):
-            r = v.review
-            v.record = EnrichedRecord.model_construct(
-                schema_version=1,
-                review_id=r.review_id,
-                product_id=r.product_id,
-                true_rating=r.rating,
-                category=r.category,
-                timestamp=r.timestamp,
-                sentiment=pred.sentiment,
-                rating=pred.rating,
-                aspects=pred.aspects,
-                aspects_detected=pred.aspects_detected,
-                model_name=self.predictor.model_name,
-                model_version=self.predictor.model_version,
-                processed_at=now,
-                processing_ms=per_review_ms,
-                source=SourceCoordinates.model_construct(topic=v.msg.topic, partition=v.msg.partition,
-                                                         offset=v.msg.offset),
-            )
+            if pred is None:
+                continue
+            try:
+                v.record = self._record(v, pred, now, per_review_ms)
+                v.payload = v.record.to_bytes()
+            except Exception as exc:  # a record that cannot be built is a dead letter
+                v.record = None
+                broken.append((v, _internal_error("building the enriched record", exc, v.msg.value)))
+        return broken
+
+    def _predict_one(self, v: _Valid, text: str, broken: list[tuple[_Valid, DecodeFailure]]) -> Prediction | None:
+        try:
+            return self.predictor.predict([text])[0]
+        except Exception as exc:
+            broken.append((v, _internal_error("the model", exc, v.msg.value)))
+            return None
+
+    def _record(self, v: _Valid, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:
+        r = v.review
+        return EnrichedRecord.model_construct(
+            schema_version=1,
+            review_id=r.review_id,
+            product_id=r.product_id,
+            true_rating=r.rating,
+            category=r.category,
+            timestamp=r.timestamp,
+            sentiment=pred.sentiment,
+            rating=pred.rating,
+            aspects=pred.aspects,
+            aspects_detected=pred.aspects_detected,
+            model_name=self.predictor.model_name,
+            model_version=self.predictor.model_version,
+            processed_at=now,
+            processing_ms=per_review_ms,
+            source=SourceCoordinates.model_construct(topic=v.msg.topic, partition=v.msg.partition,
+                                                     offset=v.msg.offset),
+        )
+
+
+def _internal_error(where: str, exc: BaseException, raw: bytes | None) -> DecodeFailure:
+    return DecodeFailure(DecodeReason.INTERNAL_ERROR, f"{where} failed: {type(exc).__name__}: {exc}"[:300], raw)

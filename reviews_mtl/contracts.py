@@ -7,9 +7,9 @@ reason, so a poison message is a value that the worker routes to the dead-letter
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -75,6 +75,9 @@ class DecodeReason(str, Enum):
     INVALID_FIELD = "invalid_field"
     # Found by the worker, not the decoder: the review_id was already counted for this product.
     DUPLICATE_REVIEW_ID = "duplicate_review_id"
+    # The worker itself failed on this message (the model's tokenizer, the record builder): a bug to fix, then
+    # re-drive; never a crash that would take every replica down in turn.
+    INTERNAL_ERROR = "internal_error"
 
 
 class Review(BaseModel):
@@ -148,6 +151,8 @@ class DecodeFailure:
 
     @property
     def error_class(self) -> str:
+        if self.reason is DecodeReason.INTERNAL_ERROR:
+            return "InternalError"
         return "DecodeError" if self.reason in _BYTE_LEVEL_REASONS else "ContractError"
 
 
@@ -157,15 +162,39 @@ _BYTE_LEVEL_REASONS = frozenset({DecodeReason.EMPTY_VALUE, DecodeReason.INVALID_
 _REQUIRED = ("review_id", "product_id", "text")
 
 
-def _timestamp_to_epoch(obj: dict[str, Any]) -> None:
-    """Accept ISO-8601 strings for ``timestamp`` as a convenience; store epoch seconds."""
+# Event times outside this window are refused: before the web had reviews, or more than a day ahead of this
+# clock (a unit mistake such as milliseconds, or a broken producer clock).
+EARLIEST_TIMESTAMP = 631152000.0  # 1990-01-01T00:00:00Z
+MAX_CLOCK_SKEW_S = 86400.0
+
+
+def _timestamp_to_epoch(obj: dict[str, Any]) -> str | None:
+    """Accept ISO-8601 strings (with a timezone) for ``timestamp`` as epoch seconds; returns why it is refused."""
     ts = obj.get("timestamp")
     if isinstance(ts, str):
-        # An unparseable string stays as it is: validation then reports it as a wrong type.
-        with contextlib.suppress(ValueError):
-            obj["timestamp"] = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        try:
+            parsed = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        except ValueError:
+            return None  # an unparseable string stays: validation reports it as a wrong type
+        if parsed.tzinfo is None:
+            return "timestamp: a timezone is required (for example 2026-01-01T00:00:00Z)"
+        try:
+            ts = obj["timestamp"] = parsed.timestamp()
+        except (OverflowError, OSError, ValueError):
+            return "timestamp: out of range"
     elif isinstance(ts, int) and not isinstance(ts, bool):
-        obj["timestamp"] = float(ts)
+        ts = obj["timestamp"] = float(ts) if abs(ts) < 1e18 else float("inf")
+    if isinstance(ts, float) and not EARLIEST_TIMESTAMP <= ts <= time.time() + MAX_CLOCK_SKEW_S:
+        return "timestamp: not a plausible event time (epoch seconds, 1990 to now)"
+    return None
+
+
+def _control_character_field(obj: dict[str, Any]) -> str | None:
+    for name in ("review_id", "product_id", "user_id", "category"):
+        value = obj.get(name)
+        if isinstance(value, str) and any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
+            return f"{name}: control characters are not allowed"
+    return None
 
 
 def validate_review_object(obj: object) -> Review | DecodeFailure:
@@ -196,7 +225,12 @@ def validate_review_object(obj: object) -> Review | DecodeFailure:
             DecodeReason.TEXT_TOO_LONG, f"text is longer than the limit of {MAX_TEXT_BYTES} bytes", None
         )
     fields = dict(obj)
-    _timestamp_to_epoch(fields)
+    refused = _control_character_field(fields) or _timestamp_to_epoch(fields)
+    if refused is not None:
+        return DecodeFailure(DecodeReason.INVALID_FIELD, refused, None)
+    rating = fields.get("rating")
+    if isinstance(rating, float) and rating.is_integer():
+        fields["rating"] = int(rating)  # JSON writers often send 5 as 5.0; 4.5 is still refused
     try:
         return Review.model_validate(fields)
     except ValidationError as exc:

@@ -91,7 +91,7 @@ def test_text_at_the_limit_is_accepted() -> None:
 
 
 def test_review_round_trips_through_bytes() -> None:
-    review = Review(review_id="r", product_id="p", text="t", timestamp=12.5)
+    review = Review(review_id="r", product_id="p", text="t", timestamp=1767225600.5)
     assert decode_review(review.to_bytes()) == review
 
 
@@ -127,3 +127,30 @@ def test_enriched_record_validates_rating_range() -> None:
     assert EnrichedRecord(rating=4.2, **base).rating == 4.2
     with pytest.raises(ValueError):
         EnrichedRecord(rating=5.5, **base)
+
+
+def _review(**fields: object) -> Review | DecodeFailure:
+    return decode_review(json.dumps({"review_id": "r1", "product_id": "p1", "text": "fine", **fields}).encode())
+
+
+def test_a_json_rating_of_five_point_zero_is_five_and_fractions_are_still_refused() -> None:
+    ok = _review(rating=5.0)
+    assert isinstance(ok, Review) and ok.rating == 5
+    assert isinstance(_review(rating=4.5), DecodeFailure)
+    assert isinstance(_review(rating=6.0), DecodeFailure)
+
+
+def test_control_characters_in_ids_are_refused() -> None:
+    for field_name in ("review_id", "product_id"):
+        failure = _review(**{field_name: "a\x1b[2Jb"})
+        assert isinstance(failure, DecodeFailure) and failure.reason is DecodeReason.INVALID_FIELD
+        assert field_name in failure.detail
+
+
+def test_implausible_or_zoneless_timestamps_are_refused() -> None:
+    assert isinstance(_review(timestamp="2026-01-01T00:00:00Z"), Review)
+    assert isinstance(_review(timestamp=1767225600), Review)
+    for bad in ("2026-01-01T00:00:00", 1e300, -5, 4102444800 * 10, "0001-01-01T00:00:00+00:00"):
+        failure = _review(timestamp=bad)
+        assert isinstance(failure, DecodeFailure), bad
+        assert "timestamp" in failure.detail

@@ -28,7 +28,7 @@ def test_export_from_data_dir_round_trips_through_readers(tmp_path: Path) -> Non
     reviews = reviews_from_data(data, limit=10)
     assert len(reviews) == 10 and all(isinstance(r, Review) for r in reviews)
     out = tmp_path / "out" / "reviews.jsonl"
-    count = write_jsonl(with_timestamps(reviews, len(reviews), end=2_000_000.0, span_s=90.0), out)
+    count = write_jsonl(with_timestamps(reviews, len(reviews), end=1_767_225_600.0, span_s=90.0), out)
     assert count == 10
 
     records = list(read_records([out]))
@@ -37,7 +37,7 @@ def test_export_from_data_dir_round_trips_through_readers(tmp_path: Path) -> Non
     assert [r.review_id for r in back] == [r.review_id for r in reviews]
     assert [r.rating for r in back] == [r.rating for r in reviews]
     stamps = [r.timestamp or 0.0 for r in back]
-    assert stamps[0] == pytest.approx(2_000_000.0 - 90.0) and stamps[-1] == pytest.approx(2_000_000.0)
+    assert stamps[0] == pytest.approx(1_767_225_600.0 - 90.0) and stamps[-1] == pytest.approx(1_767_225_600.0)
     assert stamps == sorted(stamps)
     assert not (tmp_path / "out" / "reviews.jsonl.tmp").exists()
     first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
