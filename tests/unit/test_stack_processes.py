@@ -140,3 +140,10 @@ def test_apache_kafka_config_has_a_static_quorum_of_all_nodes(tmp_path: Path) ->
     assert props["offsets.topic.replication.factor"] == "3"
     assert len(random_cluster_id()) == 22
     assert jars_dir("9.9.9").parts[-2:] == ("9.9.9", "libs")
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 16 bytes whose URL-safe base64 starts with "-" (0xf8 >> 2 == 62), then ordinary ones.
+    values = iter([bytes([0xF8]) + bytes(15), bytes(16)])
+    monkeypatch.setattr("reviews_mtl.stack.apache_kafka.uuid.uuid4", lambda: type("U", (), {"bytes": next(values)})())
+    assert not random_cluster_id().startswith("-")
