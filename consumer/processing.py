@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, Inflight, PartitionBatch
+from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, LastAppliedBatch, PartitionBatch
 from reviews_mtl.contracts import (
     DLQ_HEADER_ORIGINAL_SHA256,
     DLQ_HEADER_ORIGINAL_SIZE,
@@ -32,7 +32,7 @@ from reviews_mtl.contracts import (
 
 log = logging.getLogger(__name__)
 
-TopicPartition = tuple[str, int]
+PartitionKey = tuple[str, int]  # (topic, partition)
 
 
 class Predictor(Protocol):
@@ -47,9 +47,9 @@ class Predictor(Protocol):
 class AggregateSink(Protocol):
     """The part of ``AggregateStore`` the worker writes through."""
 
-    def watermarks_for(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]: ...
+    def watermarks_for(self, partitions: Sequence[PartitionKey]) -> dict[PartitionKey, int]: ...
 
-    def inflight(self, topic: str, partition: int) -> Inflight: ...
+    def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch: ...
 
     def apply_batch(self, parts: Sequence[PartitionBatch]) -> ApplyResult: ...
 
@@ -79,14 +79,16 @@ class BatchOutput:
     enriched: list[OutRecord] = field(default_factory=list)
     dead_letters: list[OutRecord] = field(default_factory=list)
     dead_letter_reasons: list[str] = field(default_factory=list)
-    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    next_offsets: dict[PartitionKey, int] = field(default_factory=dict)
     event_times: list[float] = field(default_factory=list)
     replayed: int = 0
     inference_s: float = 0.0
 
 
 @dataclass(slots=True)
-class _Valid:
+class _Decoded:
+    """A message that decoded to a review, and what this batch makes of it."""
+
     msg: InMessage
     review: Review
     record: EnrichedRecord | None = None
@@ -134,7 +136,7 @@ class BatchProcessor:
         retries the same batch.
         """
         out = BatchOutput()
-        valid: list[_Valid] = []
+        valid: list[_Decoded] = []
         failures: list[tuple[InMessage, DecodeFailure]] = []
         for msg in messages:
             out.next_offsets[(msg.topic, msg.partition)] = msg.offset + 1
@@ -145,7 +147,7 @@ class BatchProcessor:
             if isinstance(decoded, DecodeFailure):
                 failures.append((msg, decoded))
             else:
-                valid.append(_Valid(msg, decoded))
+                valid.append(_Decoded(msg, decoded))
 
         watermarks = self.store.watermarks_for(sorted(out.next_offsets))
         inflight = self._reuse_applied(valid, watermarks)
@@ -155,7 +157,7 @@ class BatchProcessor:
             valid = [v for v in valid if id(v) not in failed]
             failures += [(v.msg, failure) for v, failure in broken]
 
-        parts: dict[TopicPartition, PartitionBatch] = {}
+        parts: dict[PartitionKey, PartitionBatch] = {}
         for v in valid:
             tp = (v.msg.topic, v.msg.partition)
             part = parts.setdefault(tp, PartitionBatch(*tp))
@@ -203,16 +205,16 @@ class BatchProcessor:
         return out
 
     def _reuse_applied(
-        self, valid: list[_Valid], watermarks: dict[TopicPartition, int]
-    ) -> dict[TopicPartition, Inflight]:
+        self, valid: list[_Decoded], watermarks: dict[PartitionKey, int]
+    ) -> dict[PartitionKey, LastAppliedBatch]:
         """Take the records of already-applied offsets from Redis instead of predicting them again."""
-        inflight: dict[TopicPartition, Inflight] = {}
+        inflight: dict[PartitionKey, LastAppliedBatch] = {}
         for v in valid:
             tp = (v.msg.topic, v.msg.partition)
             if v.msg.offset > watermarks.get(tp, -1):
                 continue
             if tp not in inflight:
-                inflight[tp] = self.store.inflight(*tp)
+                inflight[tp] = self.store.last_applied_batch(*tp)
             stored = inflight[tp].records.get(v.msg.offset)
             if stored is not None:
                 v.payload = json.dumps(stored, separators=(",", ":")).encode("utf-8")
@@ -223,7 +225,7 @@ class BatchProcessor:
                 log.warning("offset %s of %s:%s is below the watermark and not in flight", v.msg.offset, *tp)
         return inflight
 
-    def _predict(self, valid: list[_Valid], out: BatchOutput) -> list[tuple[_Valid, DecodeFailure]]:
+    def _predict(self, valid: list[_Decoded], out: BatchOutput) -> list[tuple[_Decoded, DecodeFailure]]:
         """Predict what was not applied before; returns the reviews that broke the model or the record builder
         (dead letters of class ``internal_error``: a poison review must never crash-loop every replica)."""
         todo = [v for v in valid if not v.replayed]
@@ -232,7 +234,7 @@ class BatchProcessor:
             return []
         started = time.perf_counter()
         texts = [v.review.model_text() for v in todo]
-        broken: list[tuple[_Valid, DecodeFailure]] = []
+        broken: list[tuple[_Decoded, DecodeFailure]] = []
         try:
             predictions: list[Prediction | None] = list(self.predictor.predict(texts))
         except Exception:  # find the poison one by one, below
@@ -252,14 +254,14 @@ class BatchProcessor:
                 broken.append((v, _internal_error("building the enriched record", exc, v.msg.value)))
         return broken
 
-    def _predict_one(self, v: _Valid, text: str, broken: list[tuple[_Valid, DecodeFailure]]) -> Prediction | None:
+    def _predict_one(self, v: _Decoded, text: str, broken: list[tuple[_Decoded, DecodeFailure]]) -> Prediction | None:
         try:
             return self.predictor.predict([text])[0]
         except Exception as exc:
             broken.append((v, _internal_error("the model", exc, v.msg.value)))
             return None
 
-    def _record(self, v: _Valid, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:
+    def _record(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:
         r = v.review
         return EnrichedRecord.model_construct(
             schema_version=1,

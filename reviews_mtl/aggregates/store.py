@@ -75,7 +75,7 @@ class ApplyResult(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class Inflight:
+class LastAppliedBatch:
     """The last applied batch of one partition: what was published, and which offsets were duplicates."""
 
     records: dict[int, dict[str, Any]]
@@ -158,13 +158,13 @@ class AggregateStore:
         values = cast(list[bytes | None], self.client.hmget(keys.watermarks_key(self.prefix), fields))
         return {tp: int(v) if v is not None else -1 for tp, v in zip(partitions, values, strict=True)}
 
-    def inflight(self, topic: str, partition: int) -> Inflight:
+    def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch:
         """The last batch applied for a partition, reused when that batch is replayed."""
         raw = cast(bytes | None, self.client.get(keys.inflight_key(self.prefix, topic, partition)))
         if not raw:
-            return Inflight({}, frozenset())
+            return LastAppliedBatch({}, frozenset())
         doc = json.loads(raw)
-        return Inflight({int(o): rec for o, rec in doc["records"].items()}, frozenset(doc["duplicates"]))
+        return LastAppliedBatch({int(o): rec for o, rec in doc["records"].items()}, frozenset(doc["duplicates"]))
 
     # -- read side ----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.processing import BatchProcessor, InMessage
-from reviews_mtl.aggregates.store import ApplyResult, Inflight, PartitionBatch
+from reviews_mtl.aggregates.store import ApplyResult, LastAppliedBatch, PartitionBatch
 from reviews_mtl.contracts import DLQ_HEADER_REASON, DecodeReason, Prediction, SentimentResult
 
 TOPIC = "reviews"
@@ -41,15 +41,15 @@ class FakeStore:
     of each partition is kept for replays."""
 
     watermarks: dict[tuple[str, int], int] = field(default_factory=dict)
-    last_applied: dict[tuple[str, int], Inflight] = field(default_factory=dict)
+    last_applied: dict[tuple[str, int], LastAppliedBatch] = field(default_factory=dict)
     counted: set[tuple[str, str]] = field(default_factory=set)
     applied: list[dict[str, Any]] = field(default_factory=list)
 
     def watermarks_for(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {tp: self.watermarks.get(tp, -1) for tp in partitions}
 
-    def inflight(self, topic: str, partition: int) -> Inflight:
-        return self.last_applied.get((topic, partition), Inflight({}, frozenset()))
+    def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch:
+        return self.last_applied.get((topic, partition), LastAppliedBatch({}, frozenset()))
 
     def apply_batch(self, parts: Sequence[PartitionBatch]) -> ApplyResult:
         applied = skipped = dead = 0
@@ -75,7 +75,7 @@ class FakeStore:
             if offsets:
                 self.watermarks[tp] = max(offsets)
             dups = frozenset([*duplicates.get(tp, []), *part.replayed_duplicates])
-            self.last_applied[tp] = Inflight({o: json.loads(b) for o, b in kept.items()}, dups)
+            self.last_applied[tp] = LastAppliedBatch({o: json.loads(b) for o, b in kept.items()}, dups)
         return ApplyResult(applied, skipped, dead, duplicates)
 
 

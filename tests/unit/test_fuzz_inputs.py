@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer.processing import BatchProcessor, InMessage
-from reviews_mtl.aggregates.store import ApplyResult, Inflight, PartitionBatch
+from reviews_mtl.aggregates.store import ApplyResult, LastAppliedBatch, PartitionBatch
 from reviews_mtl.contracts import DecodeFailure, Prediction, Review, SentimentResult, decode_review
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
@@ -83,8 +83,8 @@ class CountingStore:
     def watermarks_for(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return {}
 
-    def inflight(self, topic: str, partition: int) -> Inflight:
-        return Inflight({}, frozenset())
+    def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch:
+        return LastAppliedBatch({}, frozenset())
 
     def apply_batch(self, parts: Sequence[PartitionBatch]) -> ApplyResult:
         for part in parts:
