@@ -40,6 +40,7 @@ class Predictor(Protocol):
 
     model_name: str
     model_version: str
+    runtime: str
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
 
@@ -276,6 +277,7 @@ class BatchProcessor:
             aspects_detected=pred.aspects_detected,
             model_name=self.predictor.model_name,
             model_version=self.predictor.model_version,
+            model_runtime=self.predictor.runtime,
             processed_at=now,
             processing_ms=per_review_ms,
             source=SourceCoordinates.model_construct(topic=v.msg.topic, partition=v.msg.partition,

@@ -303,6 +303,8 @@ class EnrichedRecord(BaseModel):
     timestamp: float | None = None
     model_name: str
     model_version: str
+    # onnx-int8, onnx-fp32, torch-cuda, ...: replays and re-scores must be comparable with what was counted.
+    model_runtime: str | None = None
     processed_at: float
     processing_ms: float
     source: SourceCoordinates

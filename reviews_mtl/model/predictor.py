@@ -45,6 +45,7 @@ class RawOutputs:
 class Predictor(Protocol):
     model_name: str
     model_version: str
+    runtime: str  # onnx-int8, onnx-fp32, torch-cuda, ...: stamped on every enriched record
     max_length: int
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]: ...

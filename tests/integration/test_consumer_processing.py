@@ -24,6 +24,7 @@ class FakePredictor:
 
     model_name = "fake"
     model_version = "0"
+    runtime = "fake-runtime"
 
     def __init__(self) -> None:
         self.calls = 0

@@ -213,7 +213,7 @@ class RevokingConsumer(FakeConsumer):
 def test_a_partial_revoke_during_a_commit_retry_rewinds_the_partitions_kept() -> None:
     p = FakeProducer(fail_commit=[KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)])
     consumer = RevokingConsumer()
-    output = KafkaOutput(lambda: p, consumer, enriched_topic="out", dlq_topic="dlq",  # type: ignore[arg-type]
+    output = KafkaOutput(lambda: p, consumer, enriched_topic="out", dlq_topic="dlq",  # type: ignore[arg-type,return-value]
                          transactional=True)
     output.start()
     worker = Worker(consumer, output, None, WorkerMetrics.create(CollectorRegistry()),  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ class FakePredictor:
 
     model_name = "fake"
     model_version = "fake-1"
+    runtime = "fake-runtime"
 
     def __init__(self) -> None:
         self.texts: list[str] = []

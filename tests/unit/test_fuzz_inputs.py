@@ -63,6 +63,7 @@ def test_hostile_reviews_decode_to_a_review_or_a_failure(obj: dict[str, Any]) ->
 class FakePredictor:
     model_name = "fake"
     model_version = "0"
+    runtime = "fake-runtime"
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         for text in texts:
