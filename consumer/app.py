@@ -38,10 +38,12 @@ class WorkerProcess:
 
 
 def transactional_id(settings: ConsumerSettings, replica: int | None) -> str:
-    """Unique per live process. Zombies are fenced by the consumer group generation (KIP-447), so the
-    id need not follow partitions; a stable replica index still makes restarts fence their predecessor."""
+    """Unique per live process: zombies are fenced by the consumer group generation (KIP-447), so the id need
+    not follow partitions. A stable ``instance_id`` (a pod name) makes a restart fence its predecessor; the
+    supervisor gives each of its runs its own instance id, so two supervisors on one host never collide."""
     host = socket.gethostname()
-    suffix = f"r{replica}" if replica is not None else f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    instance = settings.instance_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    suffix = f"{instance}-r{replica}" if replica is not None else instance
     return f"{settings.transactional_id_prefix}-{settings.group_id}-{host}-{suffix}"
 
 

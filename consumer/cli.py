@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if consumer.replicas > 1 and args.replica_index is None:
         from consumer.supervisor import Supervisor
 
-        return Supervisor(child_arguments(args), consumer.replicas, consumer.drain_timeout_s).run()
+        return Supervisor(child_arguments(args), consumer.replicas, consumer.drain_timeout_s,
+                          child_environment(args)).run()
     if consumer.intra_op_threads == 0 and consumer.replicas > 1:
         threads = max(1, (os.cpu_count() or 1) // consumer.replicas)
         consumer = consumer.model_copy(update={"intra_op_threads": threads})
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def child_arguments(args: argparse.Namespace) -> list[str]:
     """The flags given to this command, for ``python -m consumer`` replicas (which also inherit env)."""
     argv: list[str] = []
-    for name in ("bootstrap_servers", "redis_url", "input_topic", *_CONSUMER_FLAGS):
+    for name in ("bootstrap_servers", "input_topic", *_CONSUMER_FLAGS):
         value = getattr(args, name)
         if value is not None and name != "replicas":
             argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -104,6 +105,11 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
     if args.threads is None:
         argv += ["--threads", str(max(1, (os.cpu_count() or 1) // max(1, replicas)))]
     return argv
+
+
+def child_environment(args: argparse.Namespace) -> dict[str, str]:
+    """What replicas get through the environment rather than argv (visible to every local user in ``ps``)."""
+    return {"REDIS_URL": args.redis_url} if args.redis_url else {}
 
 
 def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | None) -> int:

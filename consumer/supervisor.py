@@ -8,11 +8,13 @@ gives the same group; this is only a convenience for one machine.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -21,16 +23,22 @@ RESTART_BACKOFF_S = 1.0
 
 
 class Supervisor:
-    def __init__(self, child_argv: Sequence[str], replicas: int, drain_timeout_s: float) -> None:
+    def __init__(self, child_argv: Sequence[str], replicas: int, drain_timeout_s: float,
+                 child_env: Mapping[str, str] | None = None) -> None:
         self.child_argv = list(child_argv)
         self.replicas = replicas
         self.drain_timeout_s = drain_timeout_s
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        # Replica i of this run is "<instance>-r<i>": stable across its restarts (each fences the one before),
+        # distinct from another supervisor's replicas on the same host.
+        self.instance_id = os.environ.get("REVIEWS_CONSUMER_INSTANCE_ID") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Secrets such as a Redis URL with a password travel in the environment, never in a command line.
+        self.child_env = {**os.environ, **(child_env or {}), "REVIEWS_CONSUMER_INSTANCE_ID": self.instance_id}
 
     def _spawn(self, index: int) -> None:
         argv = [sys.executable, "-m", "consumer", *self.child_argv, "--replica-index", str(index)]
-        self.children[index] = subprocess.Popen(argv)
+        self.children[index] = subprocess.Popen(argv, env=self.child_env)
         log.info("replica %d started (pid %d)", index, self.children[index].pid)
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:

@@ -135,6 +135,9 @@ class ConsumerSettings(BaseSettings):
     batch_idle_close_ms: int = Field(default=0, ge=0)
     transactions: bool = True
     transactional_id_prefix: str = "reviews-mtl"
+    # Who this process is, for its transactional id: in Kubernetes the pod name (a StatefulSet ordinal keeps it
+    # across restarts, so a restarted pod fences its predecessor). Empty: unique per process.
+    instance_id: str = ""
     # A crashed worker's open transaction holds back read_committed readers until the broker aborts it:
     # keep that short. It must exceed the time one batch takes to process and commit.
     transaction_timeout_ms: int = Field(default=15000, ge=1000)

@@ -154,7 +154,8 @@ def test_cpu_worker_has_no_gpu_and_the_gpu_worker_requests_one(deployments: dict
     assert "nvidia.com/gpu" not in cpu["resources"]["limits"]
     assert {"cpu", "memory"} <= set(cpu["resources"]["requests"])
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
-    runtimes = {c["image"]: {e["name"]: e["value"] for e in c["env"]}["REVIEWS_CONSUMER_RUNTIME"] for c in (cpu, gpu)}
+    runtimes = {c["image"]: {e["name"]: e.get("value") for e in c["env"]}["REVIEWS_CONSUMER_RUNTIME"]
+                for c in (cpu, gpu)}
     assert runtimes == {"reviews-mtl-worker:0.1.0": "onnx-int8", "reviews-mtl-gpu-worker:0.1.0": "torch"}
 
 
@@ -231,3 +232,9 @@ def test_keda_credentials_come_from_the_secret(manifests: list[dict[str, Any]], 
     for ref in refs.values():
         assert ref["name"] == "reviews-mtl-secrets"
         assert ref["key"] in secret
+
+
+def test_each_worker_pod_names_its_own_instance(deployments: dict[str, dict[str, Any]]) -> None:
+    for deployment in deployments.values():
+        env = {e["name"]: e for e in worker_container(deployment)["env"]}
+        assert env["REVIEWS_CONSUMER_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
