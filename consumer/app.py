@@ -47,6 +47,12 @@ def transactional_id(settings: ConsumerSettings, replica: int | None) -> str:
     return f"{settings.transactional_id_prefix}-{settings.group_id}-{host}-{suffix}"
 
 
+def coarse_reason(reason: str) -> str:
+    """What ``/readyz`` says of a degraded worker: which system is away, never the error text."""
+    system = reason.split(":", 1)[0]
+    return f"{system} unavailable" if system in ("redis", "kafka") else "degraded"
+
+
 def load_model(settings: ConsumerSettings) -> Predictor:
     from reviews_mtl.model.runtime import load_predictor
 
@@ -121,15 +127,16 @@ def build_worker(
     def readyz() -> tuple[bool, str]:
         if not worker.started:
             return False, "starting"
+        # Coarse reasons: the probe is unauthenticated, and the log has the details.
         if worker.stuck_reason is not None:
-            return False, worker.stuck_reason
+            return False, "stuck: the same batch keeps failing"
         if worker.degraded_reason is not None:
-            return False, worker.degraded_reason
+            return False, coarse_reason(worker.degraded_reason)
         return True, f"{len(worker.assigned)} partitions assigned"
 
     http = None
     if settings.metrics_port or replica is not None:
         port = settings.metrics_port + (replica or 0) if settings.metrics_port else 0
-        http = serve(registry, port, healthz, readyz)
+        http = serve(registry, port, healthz, readyz, host=settings.metrics_host)
         log.info("metrics on :%d/metrics", http.server_port)
     return WorkerProcess(worker, http, registry)

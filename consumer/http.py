@@ -14,10 +14,12 @@ Probe = Callable[[], tuple[bool, str]]
 
 
 def serve(registry: CollectorRegistry, port: int, healthz: Probe, readyz: Probe,
-          host: str = "0.0.0.0") -> ThreadingHTTPServer:
+          host: str = "0.0.0.0", request_timeout_s: float = 5.0) -> ThreadingHTTPServer:
     """Start the server in a daemon thread and return it (``server.server_port`` has the bound port)."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = request_timeout_s  # a client that opens a connection and sends nothing does not hold a thread
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":

@@ -146,6 +146,8 @@ class ConsumerSettings(BaseSettings):
     max_poll_interval_ms: int = Field(default=300000, ge=10000)
     drain_timeout_s: float = Field(default=20.0, gt=0)
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # Where /metrics, /healthz and /readyz listen: every interface for Prometheus and kubelet probes by default.
+    metrics_host: str = "0.0.0.0"
     replicas: int = Field(default=1, ge=1)
     intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads; 0 = one per core")
     # Rows per model call inside a micro-batch: 64 suits a CPU; 0 runs the whole micro-batch in one call

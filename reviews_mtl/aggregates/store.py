@@ -14,6 +14,8 @@ from typing import Any, NamedTuple, cast
 
 import redis
 from pydantic import BaseModel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from reviews_mtl.aggregates import keys
 from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
@@ -111,8 +113,11 @@ class RankedProduct(BaseModel):
 def connect(settings: RedisSettings) -> redis.Redis:
     """A client for ``settings``; the password may come from the URL or from ``REDIS_PASSWORD``."""
     password = settings.password.get_secret_value() if settings.password else None
+    # No retries inside the client, whatever redis-py's default of the day: the worker's own loop retries a
+    # whole batch script with backoff, and a hidden retry would only blur when Redis went away.
     kwargs: dict[str, Any] = {"socket_timeout": settings.socket_timeout_s,
-                              "socket_connect_timeout": settings.socket_timeout_s}
+                              "socket_connect_timeout": settings.socket_timeout_s,
+                              "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
     if password is not None:
         kwargs["password"] = password
     return redis.Redis.from_url(settings.url.get_secret_value(), **kwargs)

@@ -67,3 +67,26 @@ def test_http_serves_metrics_and_probes() -> None:
         assert urllib.request.urlopen(f"{base}/readyz", timeout=5).status == 200
     finally:
         server.shutdown()
+
+
+def test_a_client_that_sends_nothing_is_dropped_after_the_request_timeout() -> None:
+    import socket
+    import time
+
+    server = serve(CollectorRegistry(), 0, lambda: (True, "alive"), lambda: (True, "ready"), host="127.0.0.1",
+                   request_timeout_s=0.3)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=5) as idle:
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # the server hung up on the silent client
+            assert time.monotonic() - started < 3
+    finally:
+        server.shutdown()
+
+
+def test_readiness_gives_a_coarse_reason_not_the_error_text() -> None:
+    from consumer.app import coarse_reason
+
+    assert coarse_reason("redis: Error 111 connecting to 10.0.0.7:6379. Connection refused.") == "redis unavailable"
+    assert coarse_reason("kafka: commit_transaction: Broker: Not coordinator") == "kafka unavailable"
+    assert coarse_reason("something else") == "degraded"
