@@ -31,6 +31,7 @@ from reviews_mtl.aggregates.store import AggregateStore, ProductAggregate, Ranke
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 200
+MAX_MIN_REVIEWS = 100_000
 MAX_TOP_N = 100
 
 
@@ -100,7 +101,7 @@ def create_app(store: AggregateStore) -> FastAPI:
     def top(
         by: Annotated[str, Query(description="a ranking from /api/rankings", max_length=64)],
         n: Annotated[int, Query(ge=1, le=MAX_TOP_N)] = 10,
-        min_reviews: Annotated[int, Query(ge=0)] = 3,
+        min_reviews: Annotated[int, Query(ge=0, le=MAX_MIN_REVIEWS)] = 3,
     ) -> Ranking:
         try:
             by = parse_ranking(by)

@@ -104,6 +104,10 @@ class ProductAggregate(BaseModel):
         return ranked[:n]
 
 
+# How many ranked products one ``top`` query reads at most while looking for ones with enough reviews.
+TOP_MAX_SCAN = 10_000
+
+
 class RankedProduct(BaseModel):
     product_id: str
     value: float
@@ -198,7 +202,8 @@ class AggregateStore:
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def top(self, by: str, n: int = 10, min_reviews: int = 3) -> list[RankedProduct]:
-        """The ``n`` highest products of a ranking among those with at least ``min_reviews`` reviews."""
+        """The ``n`` highest products of a ranking among those with at least ``min_reviews`` reviews, looked for
+        among the ranking's first :data:`TOP_MAX_SCAN` members (one request never scans a whole catalogue)."""
         by = keys.parse_ranking(by)
         if n < 1:
             raise ValueError("n must be at least 1")
@@ -206,7 +211,7 @@ class AggregateStore:
         counts_key = keys.rank_key(self.prefix, "review_count")
         out: list[RankedProduct] = []
         start, page = 0, max(4 * n, 50)
-        while len(out) < n:
+        while len(out) < n and start < TOP_MAX_SCAN:
             rows = cast(list[tuple[bytes, float]],
                         self.client.zrevrange(rank, start, start + page - 1, withscores=True))
             if not rows:
