@@ -10,6 +10,8 @@ import threading
 from types import FrameType
 from typing import Any, get_args
 
+from reviews_mtl.cli_args import port_number
+
 log = logging.getLogger(__name__)
 
 # CLI flag → (settings class key, field). Flags left out fall back to the environment, then defaults.
@@ -39,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from reviews_mtl.cli import add_kafka_args, add_redis_args
+    from reviews_mtl.cli_args import add_kafka_args, add_redis_args
     from reviews_mtl.settings import RuntimeKind
 
     add_kafka_args(p)
@@ -51,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-id", help="consumer group (env REVIEWS_CONSUMER_GROUP_ID, default reviews-mtl)")
     p.add_argument("--batch-max-records", type=int, help="env REVIEWS_CONSUMER_BATCH_MAX_RECORDS (default 256)")
     p.add_argument("--batch-max-wait-ms", type=int, help="env REVIEWS_CONSUMER_BATCH_MAX_WAIT_MS (default 50)")
-    p.add_argument("--metrics-port", type=int,
+    p.add_argument("--metrics-port", type=port_number,
                    help="Prometheus/health port, replica i uses port+i, 0 = off (env REVIEWS_CONSUMER_METRICS_PORT)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads per worker, 0 = cores/replicas")
     p.add_argument("--drain-timeout-s", type=float, help="bound on the SIGTERM drain (default 20)")

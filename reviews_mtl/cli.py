@@ -8,10 +8,15 @@ onnxruntime load only when a command runs. This entry point alone configures log
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+
+from reviews_mtl.terminal import one_line
 
 # The modules whose ``register(subparsers)`` adds each command group, in --help order.
 _COMMAND_GROUPS: tuple[str, ...] = (
@@ -20,22 +25,12 @@ _COMMAND_GROUPS: tuple[str, ...] = (
     "producer.cli",
     "consumer.cli",
     "reviews_mtl.aggregates.cli",
+    "reviews_mtl.dlq.cli",
+    "reviews_mtl.serving.cli",
     "reviews_mtl.bench.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def add_kafka_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=None,
-        help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS; SASL/SSL via KAFKA_* variables)",
-    )
-
-
-def add_redis_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,11 +61,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.verbose)
-    handler: Handler = args.func
+    return run_handler(args.func, args)
+
+
+def run_handler(handler: Handler, args: argparse.Namespace) -> int:
+    """Run one command; whatever goes wrong is one line on stderr (the traceback only with ``-v``)."""
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as a program killed by SIGPIPE would.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        return _report(exc, verbose=bool(getattr(args, "verbose", 0)))
+
+
+def _report(exc: Exception, *, verbose: bool) -> int:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = f"invalid setting {where}: {first['msg']}"
+    elif str(exc) and (isinstance(exc, (ValueError, OSError)) or type(exc).__module__ != "builtins"):
+        message = str(exc)  # our own errors and the libraries' say what went wrong in their message
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    if verbose:
+        traceback.print_exc(file=sys.stderr)
+    print(f"reviews-mtl: error: {one_line(message)}" + ("" if verbose else " (run with -v for details)"),
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from reviews_mtl.cli_args import port_number
+from reviews_mtl.terminal import escape_for_terminal
+
 if TYPE_CHECKING:
     from reviews_mtl.aggregates.store import AggregateStore, ProductAggregate
 
@@ -69,7 +72,7 @@ def register(subparsers: Any) -> None:
     serve = sub.add_parser("serve", help="HTTP read API (OpenAPI at /docs) and the live page at /")
     serve.add_argument("--host", default=os.environ.get("REVIEWS_API_HOST", "127.0.0.1"), help="env REVIEWS_API_HOST")
     serve.add_argument(
-        "--port", type=int, default=int(os.environ.get("REVIEWS_API_PORT", "8080")), help="env REVIEWS_API_PORT"
+        "--port", type=port_number, default=int(os.environ.get("REVIEWS_API_PORT", "8080")), help="env REVIEWS_API_PORT"
     )
     serve.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
     serve.set_defaults(func=_serve)
@@ -97,7 +100,7 @@ def _bar(part: int, whole: int, width: int = 20) -> str:
 
 
 def render_product(agg: ProductAggregate) -> str:
-    lines = [f"product {agg.product_id}: {agg.review_count} reviews"]
+    lines = [f"product {escape_for_terminal(agg.product_id)}: {agg.review_count} reviews"]
     for label in ("negative", "neutral", "positive"):
         count = agg.sentiment.get(label, 0)
         share = count / agg.review_count if agg.review_count else 0.0
@@ -124,7 +127,8 @@ def _show(args: argparse.Namespace) -> int:
     except redis.RedisError as exc:
         return _unavailable(exc)
     if agg is None:
-        print(f"reviews-mtl aggregates: no aggregates for product {args.product_id!r}", file=sys.stderr)
+        print(f"reviews-mtl aggregates: no aggregates for product {escape_for_terminal(args.product_id)!r}",
+              file=sys.stderr)
         return EXIT_NOT_FOUND
     if args.json:
         print(json.dumps(agg.model_dump(mode="json"), indent=2))
@@ -160,11 +164,12 @@ def _top(args: argparse.Namespace) -> int:
     if not ranked:
         print(f"no products with at least {args.min_reviews} reviews ranked by {by}")
         return EXIT_OK
-    width = max(len("product"), *(len(r.product_id) for r in ranked))
+    names = [escape_for_terminal(r.product_id) for r in ranked]
+    width = max(len("product"), *(len(name) for name in names))
     print(f"{'#':>3}  {'product':<{width}}  {by:>16}  {'reviews':>7}")
     for i, r in enumerate(ranked, start=1):
         value = f"{r.value:.3f}" if not float(r.value).is_integer() else f"{int(r.value)}"
-        print(f"{i:>3}  {r.product_id:<{width}}  {value:>16}  {r.review_count:>7}")
+        print(f"{i:>3}  {names[i - 1]:<{width}}  {value:>16}  {r.review_count:>7}")
     return EXIT_OK
 
 
@@ -188,7 +193,8 @@ def _products(args: argparse.Namespace) -> int:
         mean = f"{p.rating_mean:.2f}" if p.rating_mean is not None else "-"
         neg = p.sentiment.get("negative", 0) / p.review_count if p.review_count else 0.0
         aspects = ", ".join(f"{a} {c}" for a, c in p.top_aspects(3))
-        print(f"  {p.product_id}  reviews {p.review_count}  negative {neg:.0%}  rating {mean}  {aspects}")
+        name = escape_for_terminal(p.product_id)
+        print(f"  {name}  reviews {p.review_count}  negative {neg:.0%}  rating {mean}  {aspects}")
     return EXIT_OK
 
 

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reviews_mtl.cli_args import port_number
+
 __all__ = ["register"]
 
 
@@ -26,8 +28,9 @@ def register(subparsers: Any) -> None:
     up.add_argument(
         "--partitions", type=int, default=None, help="partitions of the input topic (env REVIEWS_TOPIC_PARTITIONS)"
     )
-    up.add_argument("--kafka-port", type=int, default=None, help="broker port (0 = free port; env REVIEWS_STACK_*)")
-    up.add_argument("--redis-port", type=int, default=None, help="Redis port (0 = free port)")
+    up.add_argument("--kafka-port", type=port_number, default=None,
+                    help="broker port (0 = free port; env REVIEWS_STACK_*)")
+    up.add_argument("--redis-port", type=port_number, default=None, help="Redis port (0 = free port)")
     _state_dir_arg(up)
     up.add_argument("--json", action="store_true", help="print the status JSON instead of shell exports")
     up.set_defaults(func=_up)
