@@ -68,17 +68,18 @@ class FakeConsumer:
         return None
 
 
-def _setup(*producers: FakeProducer) -> tuple[Worker, KafkaOutput, FakeConsumer, WorkerMetrics]:
+def _setup(*producers: FakeProducer) -> tuple[Worker, KafkaOutput, FakeConsumer, CollectorRegistry]:
     queue = list(producers)
     consumer = FakeConsumer()
     output = KafkaOutput(lambda: queue.pop(0), consumer, enriched_topic="out", dlq_topic="dlq",  # type: ignore[arg-type,return-value]
                          transactional=True)
     output.start()
-    metrics = WorkerMetrics.create(CollectorRegistry())
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
     worker = Worker(consumer, output, None, metrics,  # type: ignore[arg-type]
                     WorkerOptions("in", 10, 0.1, 5.0))
     worker.assigned = {("in", 0), ("in", 1)}
-    return worker, output, consumer, metrics
+    return worker, output, consumer, registry
 
 
 MESSAGES = [InMessage("in", 0, 5, b"k", b"v"), InMessage("in", 0, 6, b"k", b"v"), InMessage("in", 1, 9, b"k", b"v")]
@@ -103,31 +104,31 @@ def test_one_transaction_carries_records_dead_letters_and_offsets() -> None:
 
 def test_retriable_commit_failure_commits_the_same_transaction_again() -> None:
     p = FakeProducer(fail_commit=[KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)])
-    worker, _, consumer, metrics = _setup(p)
+    worker, _, consumer, registry = _setup(p)
     assert worker._publish_with_retry(list(MESSAGES), _batch()) is True
     assert p.calls == ["init", "begin", "offsets:0@7,1@10", "commit"]  # begun once, committed once
     assert len(p.produced) == 3 and consumer.seeks == []
-    assert metrics.commit_errors._value.get() == 1
+    assert registry.get_sample_value("reviews_mtl_commit_errors_total") == 1
 
 
 def test_abortable_failure_aborts_and_rewinds_to_the_batch_start() -> None:
     p = FakeProducer(fail_commit=[KafkaError(KafkaError._FENCED, "epoch bump", txn_requires_abort=True)])
-    worker, _, consumer, metrics = _setup(p)
+    worker, _, consumer, registry = _setup(p)
     assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
     assert p.calls[-1] == "abort"
     assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
-    assert metrics.aborted_transactions._value.get() == 1
+    assert registry.get_sample_value("reviews_mtl_aborted_transactions_total") == 1
 
 
 def test_fatal_failure_replaces_the_producer_and_replays() -> None:
     broken = FakeProducer(fail_commit=[KafkaError(KafkaError.INVALID_TXN_STATE, "coordinator died", fatal=True)])
     fresh = FakeProducer()
-    worker, output, consumer, metrics = _setup(broken, fresh)
+    worker, output, consumer, registry = _setup(broken, fresh)
     assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
     new_producer: object = output.producer
     assert new_producer is fresh and fresh.calls == ["init"]  # the new epoch fences the old one
     assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
-    assert metrics.producer_resets._value.get() == 1
+    assert registry.get_sample_value("reviews_mtl_producer_resets_total") == 1
     # The replayed batch then goes through the new producer.
     assert worker._publish_with_retry(list(MESSAGES), _batch()) is True
     assert fresh.calls[-1] == "commit"
@@ -159,11 +160,11 @@ def test_a_fatal_error_from_the_abort_replaces_the_producer_and_replays() -> Non
         fail_commit=[KafkaError(KafkaError._TIMED_OUT, "timed out, requires epoch bump", txn_requires_abort=True)],
         abort_error=KafkaError(KafkaError.INVALID_TXN_STATE, "invalid state", fatal=True))
     fresh = FakeProducer()
-    worker, output, consumer, metrics = _setup(broken, fresh)
+    worker, output, consumer, registry = _setup(broken, fresh)
     assert worker._publish_with_retry(list(MESSAGES), _batch()) is False
     assert output.producer is fresh and fresh.calls == ["init"]  # type: ignore[comparison-overlap]
     assert sorted(consumer.seeks) == [(0, 5), (1, 9)]
-    assert metrics.producer_resets._value.get() == 1
+    assert registry.get_sample_value("reviews_mtl_producer_resets_total") == 1
     assert worker._publish_with_retry(list(MESSAGES), _batch()) is True
 
 
@@ -270,12 +271,12 @@ class FixedProcessor:
 def test_the_same_batch_failing_again_and_again_marks_the_worker_stuck_until_one_commits() -> None:
     refuse = KafkaError(KafkaError._FENCED, "refused", txn_requires_abort=True)
     p = FakeProducer(fail_commit=[refuse] * 5)
-    worker, _, _, metrics = _setup(p)
+    worker, _, _, registry = _setup(p)
     worker.processor = FixedProcessor()  # type: ignore[assignment]
     for attempt in range(1, 6):
         worker._handle(list(MESSAGES))
         assert (worker.stuck_reason is not None) == (attempt >= 5)
     assert worker.stuck_reason is not None and "in:0@5" in worker.stuck_reason
-    assert metrics.stuck_batch._value.get() == 1
+    assert registry.get_sample_value("reviews_mtl_stuck_batch") == 1
     worker._handle(list(MESSAGES))  # the sixth try commits
-    assert worker.stuck_reason is None and metrics.stuck_batch._value.get() == 0
+    assert worker.stuck_reason is None and registry.get_sample_value("reviews_mtl_stuck_batch") == 0
