@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         from consumer.supervisor import Supervisor
 
         return Supervisor(child_arguments(args), consumer.replicas, consumer.drain_timeout_s,
-                          child_environment(args)).run()
+                          child_environment(args), instance_id=consumer.instance_id).run()
     if consumer.intra_op_threads == 0 and consumer.replicas > 1:
         threads = max(1, (os.cpu_count() or 1) // consumer.replicas)
         consumer = consumer.model_copy(update={"intra_op_threads": threads})

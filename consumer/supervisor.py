@@ -24,7 +24,7 @@ RESTART_BACKOFF_S = 1.0
 
 class Supervisor:
     def __init__(self, child_argv: Sequence[str], replicas: int, drain_timeout_s: float,
-                 child_env: Mapping[str, str] | None = None) -> None:
+                 child_env: Mapping[str, str] | None = None, instance_id: str = "") -> None:
         self.child_argv = list(child_argv)
         self.replicas = replicas
         self.drain_timeout_s = drain_timeout_s
@@ -32,7 +32,7 @@ class Supervisor:
         self.stopping = False
         # Replica i of this run is "<instance>-r<i>": stable across its restarts (each fences the one before),
         # distinct from another supervisor's replicas on the same host.
-        self.instance_id = os.environ.get("REVIEWS_CONSUMER_INSTANCE_ID") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.instance_id = instance_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Secrets such as a Redis URL with a password travel in the environment, never in a command line.
         self.child_env = {**os.environ, **(child_env or {}), "REVIEWS_CONSUMER_INSTANCE_ID": self.instance_id}
 
