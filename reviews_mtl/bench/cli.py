@@ -21,10 +21,11 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "bench", help="benchmark the model, the pipeline end to end and the seed's setup",
+        "bench", help="benchmark the model, the pipeline end to end, the seed's setup and the predict endpoint",
         description="Measure reviews/s model-only (runtimes × batch sizes), end to end through a real broker, "
         "Redis and the service's worker processes (throughput by replicas, latency at fixed loads), and the "
-        "seed's DistilBERT setup as a service, on the same texts in the same run. By default it starts its own "
+        "seed's DistilBERT setup as a service, and the predict endpoint against in-process predict, on the same texts "
+        "in the same run. By default it starts its own "
         "embedded broker (Tansu) and Redis and stops them at the end.",
     )
     add_arguments(p)
@@ -62,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load-duration", type=float, dest="load_duration_s", help="seconds per offered load")
     p.add_argument("--seed-reviews", type=int, help="reviews drained by the seed setup")
     p.add_argument("--phases-reviews", type=int, help="reviews drained by the in-process worker whose phases are timed")
+    p.add_argument("--predict-api-concurrency", type=int,
+                   help="predict-api: concurrent callers of the endpoint and of in-process predict (default 16)")
+    p.add_argument("--predict-api-duration", type=float, dest="predict_api_duration_s",
+                   help="predict-api: seconds per leg (default 10, quick 4)")
     p.add_argument("--log-dir", type=Path, help="where worker logs go (default a temporary directory)")
 
 
@@ -90,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         batch_max_wait_ms=args.batch_max_wait_ms, seed_device=args.seed_device, replicas=args.replicas,
         loads=args.loads, e2e_reviews=args.e2e_reviews, load_duration_s=args.load_duration_s,
         seed_reviews=args.seed_reviews, phases_reviews=args.phases_reviews, log_dir=args.log_dir,
+        predict_api_concurrency=args.predict_api_concurrency, predict_api_duration_s=args.predict_api_duration_s,
     )
 
 

@@ -85,6 +85,17 @@ def render(result: dict[str, Any]) -> str:
         for row in ph["phases"]:
             lines.append(f"{row['phase']:<52} {row['seconds']:>7.3f} {row['share']:>6.1%} "
                          f"{row['us_per_review']:>10.1f}")
+    api = result.get("predict_api")
+    if api:
+        lines += ["", f"Predict endpoint vs in-process predict ({api['runtime']}, {api['concurrency']} concurrent "
+                      f"callers, one review per request, {api['duration_s']:g} s per leg)",
+                  f"{'path':<72} {'requests/s':>10} {'reviews/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6}"]
+        for r in api["rows"]:
+            errors = f"  errors {r['errors']}" if r["errors"] else ""
+            lines.append(f"{r['path']:<72} {r['requests_per_s']:>10,.1f} {r['reviews_per_s']:>9,.1f} "
+                         f"{_fmt(r['p50_ms']):>8} {_fmt(r['p99_ms']):>8} {_fmt(r['mean_batch']):>6}{errors}")
+        lines.append(f"  endpoint ÷ in-process (1 per call): requests/s {_fmt(api['api_over_in_process'], 2)}, "
+                     f"p99 {_fmt(api['api_p99_over_in_process_p99'], 2)}")
     lines += ["", "Headline",
               f"  model_only_reviews_per_s (ONNX int8, best batch) {_fmt(result.get('model_only_reviews_per_s'))}",
               f"  e2e_reviews_per_s                                {_fmt(result.get('e2e_reviews_per_s'))}",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
-PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases")
+PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api")
 
 # The project's speed targets on 2 cores (README, "Measured speed").
 TARGET_E2E_OVER_MODEL_ONLY = 0.85
@@ -52,6 +52,8 @@ class BenchConfig:
     batch_max_records: int | None = None  # the workers' micro-batch bounds (None: the service's defaults)
     batch_max_wait_ms: int | None = None
     seed_device: str = "auto"  # where the seed's model runs (auto: CUDA when present, as the seed would)
+    predict_api_concurrency: int = 16  # concurrent callers of the predict endpoint and of in-process predict
+    predict_api_duration_s: float = 10.0  # per leg (three legs)
 
     @classmethod
     def preset(cls, model_dir: Path, quick: bool = False, **overrides: Any) -> BenchConfig:
@@ -61,7 +63,7 @@ class BenchConfig:
             base = replace(base, texts=512, batch_sizes=(16, 64, 256), gpu_batch_sizes=(256, 1024),
                            model_max_s=3.0, model_rounds=1, reference_s=4.0, e2e_reviews=1500,
                            load_duration_s=8.0, latency_warmup=256,
-                           seed_reviews=64, phases_reviews=1000)
+                           seed_reviews=64, phases_reviews=1000, predict_api_duration_s=4.0)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -155,6 +157,16 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 with part("phases"):
                     result["phases"] = profile_worker(servers, worker, corpus.reviews, config.phases_reviews,
                                                       log_dir)
+
+    if "predict-api" in config.parts:
+        from reviews_mtl.bench.predict_api import run_predict_api
+
+        with part("predict-api"):
+            result["predict_api"] = run_predict_api(
+                config.model_dir, corpus.reviews[: max(config.texts, 256)], runtime=config.runtime,
+                concurrency=config.predict_api_concurrency, duration_s=config.predict_api_duration_s,
+                log_dir=log_dir,
+            )
 
     result["e2e_over_model_only"] = _ratio(result.get("e2e_reviews_per_s"), result.get("model_only_reviews_per_s"))
     result["e2e_over_seed"] = _ratio(result.get("e2e_reviews_per_s"), result.get("seed_setup_reviews_per_s"))
