@@ -23,6 +23,9 @@ key                                type    content
                                            reused when the batch is replayed so Kafka gets what Redis counted
 ``P:totals``                       hash    ``reviews``, ``dead_letters`` (bad input), ``duplicates`` (repeated
                                            review ids), ``sentiment:{label}``, over all products
+``P:dlq:redriven``                 hash    ``{topic}:{partition}:{offset}`` of a dead letter's source → JSON
+                                           ``{"state": "sending"|"sent", "at", "dlq", "to"}``: what
+                                           ``reviews-mtl dlq redrive`` re-published, so each goes at most once
 =================================  ======  =====================================================================
 
 Aspect sentiment is the sentiment of the whole review that mentions the aspect: the model has no
@@ -55,6 +58,14 @@ def inflight_key(prefix: str, topic: str, partition: int) -> str:
 
 def totals_key(prefix: str) -> str:
     return f"{prefix}:totals"
+
+
+def redriven_key(prefix: str) -> str:
+    return f"{prefix}:dlq:redriven"
+
+
+def source_field(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}:{partition}:{offset}"
 
 
 def partition_field(topic: str, partition: int) -> str:

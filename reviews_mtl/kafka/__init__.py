@@ -2,7 +2,7 @@
 
 Start reading here: ``clients`` (every confluent-kafka client is built there from ``KafkaSettings``, so SASL/SSL
 apply everywhere the same way, plus the role's own keys) → ``admin`` (broker readiness, topics and their
-layout) → ``reading`` (whole-topic reads for tests, benchmarks and tools); ``errors`` holds the exceptions::
+layout) → ``reading`` (whole-topic reads and scans for tests, benchmarks and tools); ``errors`` holds the exceptions::
 
     KafkaSetupError (RuntimeError)
     ├── BrokerUnavailableError (also TimeoutError)  the broker did not answer in time
@@ -12,7 +12,7 @@ layout) → ``reading`` (whole-topic reads for tests, benchmarks and tools); ``e
 from reviews_mtl.kafka.admin import DLQ_PARTITIONS, create_topic, ensure_topics, wait_for_broker
 from reviews_mtl.kafka.clients import client_config, make_admin, make_consumer, make_producer
 from reviews_mtl.kafka.errors import BrokerUnavailableError, KafkaSetupError, TopicError
-from reviews_mtl.kafka.reading import IsolationLevel, end_offsets, read_topic
+from reviews_mtl.kafka.reading import IsolationLevel, end_offsets, read_topic, scan_topic
 
 __all__ = [
     "DLQ_PARTITIONS",
@@ -28,5 +28,6 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "read_topic",
+    "scan_topic",
     "wait_for_broker",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Literal
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -126,6 +126,72 @@ def read_topic(
         consumer.close()
     messages.sort(key=lambda m: (m.partition() or 0, m.offset() or 0))
     return messages
+
+
+def _start_offsets(consumer: Consumer, topic: str, partitions: list[int], since_ms: int | None,
+                   timeout_s: float) -> dict[int, int]:
+    """Where each partition's scan starts: the beginning, or the first record at or after ``since_ms``
+    (offsets-for-times); a partition with no such record is left out."""
+    if since_ms is None:
+        return dict.fromkeys(partitions, OFFSET_BEGINNING)
+    found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout=timeout_s)
+    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+
+def scan_topic(
+    kafka: KafkaSettings,
+    topic: str,
+    *,
+    isolation: IsolationLevel = "read_committed",
+    since_ms: int | None = None,
+    timeout_s: float = 30.0,
+    idle_s: float = 5.0,
+) -> Generator[Message, None, None]:
+    """The records of ``topic`` visible now, from the beginning or from ``since_ms`` (epoch milliseconds, via
+    offsets-for-times), yielded as they are read (in offset order within each partition). For tools that walk
+    a topic once (``reviews-mtl dlq``); the end is found as in :func:`read_topic`. Stop early by closing it.
+    """
+    consumer = throwaway_reader(kafka, isolation)
+    try:
+        partitions = topic_partitions(consumer, topic, timeout_s)
+        starts = _start_offsets(consumer, topic, partitions, since_ms, timeout_s)
+        targets = high_watermarks(consumer, topic, sorted(starts), timeout_s)
+        if not starts:
+            return
+        consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
+        next_offset: dict[int, int] = {}
+        pending = {p for p, high in targets.items() if high > max(starts[p], 0)}
+        started = last_progress = time.monotonic()
+        while True:
+            # Once every partition reached its watermark, read on until one poll comes back empty: the
+            # watermark is only a lower bound (see read_topic).
+            batch = consumer.consume(num_messages=500, timeout=0.2 if pending else 0.5)
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise KafkaException(error)
+                partition = message.partition()
+                offset = message.offset()
+                if partition is not None and offset is not None:
+                    next_offset[partition] = offset + 1
+                yield message
+            now = time.monotonic()
+            if batch:
+                last_progress = now
+            elif not pending:
+                return
+            if now - started >= timeout_s:
+                logger.warning("scan_topic(%s) stopped after %.1fs", topic, timeout_s)
+                return
+            if pending and now - last_progress >= idle_s:
+                pending = set()
+                continue
+            if pending:
+                pending = _unfinished(consumer, topic, pending, targets, next_offset)
+    finally:
+        consumer.close()
 
 
 def _unfinished(
