@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     try:
         server.run()
-    except SystemExit as exc:  # uvicorn exits 1 after logging why it could not bind
-        return int(exc.code or EXIT_FAILED) if isinstance(exc.code, int) else EXIT_FAILED
+    except SystemExit:  # uvicorn exits (3) after logging, in one line, why it could not bind
+        return EXIT_FAILED
     return EXIT_OK if server.started else EXIT_FAILED
 
