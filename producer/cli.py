@@ -3,7 +3,8 @@
 Inputs (one of): ``--input FILE...`` (JSONL, CSV, Parquet; ``-`` is JSONL on stdin), ``--from-data DIR``
 (the star-rated sources of ``../shared/data``). Output: the ``--topic`` on the brokers, or with
 ``--export-jsonl OUT`` a JSONL file in the input contract instead. Every option is also an environment
-variable (``KAFKA_*``, ``REVIEWS_PRODUCER_*``, ``REVIEWS_TOPIC_INPUT``); a flag wins over the variable.
+variable (``KAFKA_*``, ``REVIEWS_PRODUCER_*``, ``REVIEWS_TOPIC_INPUT``), read by the classes of
+:mod:`reviews_mtl.settings` (``ProducerCliSettings`` for the flags here); a flag wins over the variable.
 
 Exit codes: 0 every valid record acknowledged (or written); 1 a delivery failed, or an invalid row while
 ``--on-invalid fail``; 2 an input that cannot be read or a bad option.
@@ -14,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from reviews_mtl.settings import ProducerCliSettings
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +30,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _env_list(name: str) -> list[str] | None:
-    value = os.environ.get(name)
-    return value.split(os.pathsep) if value else None
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def register(subparsers: Any) -> None:
+    env = ProducerCliSettings()
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "produce",
         help="publish reviews from files to Kafka (or export them as JSONL)",
@@ -50,7 +44,7 @@ def register(subparsers: Any) -> None:
         "-i",
         nargs="+",
         metavar="FILE",
-        default=_env_list("REVIEWS_PRODUCER_INPUT"),
+        default=env.input,
         help="JSONL (.jsonl/.ndjson/.json, optionally .gz), CSV or Parquet files; '-' reads JSONL from stdin "
         "(env REVIEWS_PRODUCER_INPUT, paths separated by ':')",
     )
@@ -58,7 +52,7 @@ def register(subparsers: Any) -> None:
         "--from-data",
         type=Path,
         metavar="DIR",
-        default=os.environ.get("REVIEWS_PRODUCER_FROM_DATA"),
+        default=env.from_data,
         help="read the star-rated review sources of this data directory, e.g. ../shared/data "
         "(env REVIEWS_PRODUCER_FROM_DATA)",
     )
@@ -66,32 +60,32 @@ def register(subparsers: Any) -> None:
         "--sources",
         nargs="+",
         metavar="NAME",
-        default=_env_list("REVIEWS_PRODUCER_SOURCES"),
+        default=env.sources,
         help="with --from-data: only these sources (env REVIEWS_PRODUCER_SOURCES, ':'-separated)",
     )
     source.add_argument(
         "--format",
         choices=("jsonl", "csv", "parquet"),
-        default=os.environ.get("REVIEWS_PRODUCER_FORMAT"),
+        default=env.format,
         help="file format, when the suffix does not tell (env REVIEWS_PRODUCER_FORMAT)",
     )
     source.add_argument(
         "--limit",
         type=int,
         metavar="N",
-        default=os.environ.get("REVIEWS_PRODUCER_LIMIT"),  # argparse applies type= to a string default
+        default=env.limit,
         help="stop after N valid reviews (env REVIEWS_PRODUCER_LIMIT)",
     )
     source.add_argument(
         "--shuffle",
         action="store_true",
-        default=_env_flag("REVIEWS_PRODUCER_SHUFFLE"),
+        default=env.shuffle,
         help="with --from-data: mix sources, seeded (env REVIEWS_PRODUCER_SHUFFLE)",
     )
     source.add_argument(
         "--seed",
         type=int,
-        default=os.environ.get("REVIEWS_PRODUCER_SEED", "0"),
+        default=env.seed,
         help="shuffle seed (env REVIEWS_PRODUCER_SEED, default 0)",
     )
     source.add_argument(
@@ -127,7 +121,7 @@ def register(subparsers: Any) -> None:
     kafka.add_argument(
         "--stamp-now",
         action="store_true",
-        default=_env_flag("REVIEWS_PRODUCER_STAMP_NOW"),
+        default=env.stamp_now,
         help="set each review's timestamp to its send time, for end-to-end latency tests "
         "(env REVIEWS_PRODUCER_STAMP_NOW)",
     )
@@ -137,20 +131,20 @@ def register(subparsers: Any) -> None:
         "--export-jsonl",
         type=Path,
         metavar="OUT",
-        default=os.environ.get("REVIEWS_PRODUCER_EXPORT_JSONL"),
+        default=env.export_jsonl,
         help="write the valid reviews to OUT as contract JSONL (timestamps filled in) instead of sending "
         "(env REVIEWS_PRODUCER_EXPORT_JSONL)",
     )
     out.add_argument(
         "--json",
         action="store_true",
-        default=_env_flag("REVIEWS_PRODUCER_JSON"),
+        default=env.json_summary,
         help="print the summary as JSON (env REVIEWS_PRODUCER_JSON)",
     )
     out.add_argument(
         "--no-progress",
         action="store_true",
-        default=_env_flag("REVIEWS_PRODUCER_NO_PROGRESS"),
+        default=env.no_progress,
         help="no progress bar; by default one is shown only on a terminal (env REVIEWS_PRODUCER_NO_PROGRESS)",
     )
     parser.set_defaults(func=run)

@@ -55,7 +55,15 @@ def configure_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    from pydantic import ValidationError
+
+    from reviews_mtl.settings import invalid_variable
+
+    try:
+        parser = build_parser()  # the flags' defaults come from the environment
+    except ValidationError as exc:
+        print(f"reviews-mtl: error: {one_line(invalid_variable(exc))}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

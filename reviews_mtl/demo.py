@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from reviews_mtl.contracts import Review
+from reviews_mtl.settings import DataSettings, DemoSettings, invalid_variable
 
 log = logging.getLogger("reviews_mtl.demo")
 
@@ -177,13 +178,15 @@ def run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reviews_mtl.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reviews", type=int, default=int(os.environ.get("REVIEWS_DEMO_REVIEWS", "4000")),
+    env = DemoSettings()
+    p.add_argument("--reviews", type=int, default=env.reviews,
                    help="how many reviews to stream (env REVIEWS_DEMO_REVIEWS, default 4000)")
-    p.add_argument("--replicas", type=int, default=int(os.environ.get("REVIEWS_DEMO_REPLICAS", "2")))
+    p.add_argument("--replicas", type=int, default=env.replicas,
+                   help="consumer replicas (env REVIEWS_DEMO_REPLICAS, default 2)")
     p.add_argument("--partitions", type=int, default=6)
-    p.add_argument("--model", default=os.environ.get("REVIEWS_DEMO_MODEL"),
+    p.add_argument("--model", type=Path, default=env.model,
                    help="a model artifact directory (env REVIEWS_DEMO_MODEL); default: the cached demo model")
-    p.add_argument("--data", default=os.environ.get("REVIEWS_DATA_DIR"),
+    p.add_argument("--data", type=Path, default=DataSettings().dir,
                    help="review data directory (env REVIEWS_DATA_DIR; default ../shared/data)")
     p.add_argument("--state-dir", default=".reviews-mtl/demo", help="where the demo stack keeps its state")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds of streaming")
@@ -193,7 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    try:
+        parser = build_parser()  # the flags' defaults come from the environment
+    except ValidationError as exc:
+        print(f"demo: error: {invalid_variable(exc)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return run(args)

@@ -1,16 +1,22 @@
 """Runtime settings, one frozen class per service, every field also an environment variable.
 
+They are the one owner of the environment: the services read their settings here, and every CLI takes the
+defaults of its flags from a class here (``TrainSettings``, ``EvalSettings``, ``ProducerCliSettings``,
+``DemoSettings``, ``ApiSettings``, ``DataSettings``), so a flag wins over its variable, which wins over the
+default. :func:`env_names` lists every variable, and the deployment tests hold the manifests to it.
+
 ``KafkaSettings.as_librdkafka_dict`` is the one place that renders librdkafka's dotted keys, including
 SASL and SSL, so every client (producer, consumer, admin) talks to a secured cluster the same way.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
@@ -24,6 +30,23 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 def _frozen(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore", case_sensitive=False)
+
+
+def _cli_defaults(prefix: str) -> SettingsConfigDict:
+    """A CLI's defaults: an empty variable counts as unset; a field may keep an older, unprefixed name
+    (``Field(validation_alias=...)``), and is still set by its field name in code."""
+    return SettingsConfigDict(
+        env_prefix=prefix, frozen=True, extra="ignore", case_sensitive=False, env_ignore_empty=True,
+        validate_by_name=True,
+    )
+
+
+# A list in one variable, separated like PATH (``a.jsonl:b.csv``), not JSON.
+PathSeparatedList = Annotated[list[str] | None, NoDecode]
+
+
+def _split_path_list(value: Any) -> Any:
+    return value.split(os.pathsep) if isinstance(value, str) else value
 
 
 class KafkaSettings(BaseSettings):
@@ -171,7 +194,108 @@ class StackSettings(BaseSettings):
     start_timeout_s: float = Field(default=60.0, gt=0)
 
 
+class DataSettings(BaseSettings):
+    """Where the review data is (env ``REVIEWS_DATA_DIR``; unset: ``../shared/data``, else the sample)."""
+
+    model_config = _cli_defaults("REVIEWS_DATA_")
+
+    dir: Path | None = None
+
+
+class TrainSettings(BaseSettings):
+    """``reviews-mtl train`` (env ``REVIEWS_TRAIN_*``, and the older names given as aliases). Unset fields
+    leave the preset's value."""
+
+    model_config = _cli_defaults("REVIEWS_TRAIN_")
+
+    preset: Literal["demo", "full"] = "demo"
+    epochs: int | None = None
+    batch_size: int | None = None
+    steps_per_epoch: int | None = None
+    max_reviews: int | None = None
+    time_budget: float | None = Field(default=None, description="seconds; training stops at the end of an epoch")
+    output: Path | None = Field(default=None, validation_alias="REVIEWS_MODEL_OUTPUT")
+    encoder: str | None = Field(default=None, validation_alias="REVIEWS_ENCODER")
+    max_length: int | None = Field(default=None, validation_alias="REVIEWS_MAX_LENGTH")
+    threads: int | None = Field(default=None, validation_alias="REVIEWS_TORCH_THREADS")
+    seed: int | None = Field(default=None, validation_alias="REVIEWS_SEED")
+    no_progress: bool = Field(default=False, validation_alias="REVIEWS_NO_PROGRESS")
+
+
+class EvalSettings(BaseSettings):
+    """``reviews-mtl evaluate`` and ``predict`` (env ``REVIEWS_EVAL_*``, ``REVIEWS_MODEL_DIR``,
+    ``REVIEWS_RUNTIME``, ``REVIEWS_INTRA_OP_THREADS``)."""
+
+    model_config = _cli_defaults("REVIEWS_EVAL_")
+
+    max_reviews: int = 0
+    model_dir: Path | None = Field(default=None, validation_alias="REVIEWS_MODEL_DIR")
+    # Unset: evaluate scores onnx-int8 (what a CPU worker runs), predict picks ("auto").
+    runtime: RuntimeKind | None = Field(default=None, validation_alias="REVIEWS_RUNTIME")
+    intra_op_threads: int = Field(default=0, ge=0, validation_alias="REVIEWS_INTRA_OP_THREADS")
+
+
+class ProducerCliSettings(BaseSettings):
+    """``reviews-mtl produce``'s inputs and output (env ``REVIEWS_PRODUCER_*``; how it sends is
+    :class:`ProducerSettings`)."""
+
+    model_config = _cli_defaults("REVIEWS_PRODUCER_")
+
+    input: PathSeparatedList = None
+    from_data: Path | None = None
+    sources: PathSeparatedList = None
+    format: Literal["jsonl", "csv", "parquet"] | None = None
+    limit: int | None = None
+    shuffle: bool = False
+    seed: int = 0
+    export_jsonl: Path | None = None
+    json_summary: bool = Field(default=False, validation_alias="REVIEWS_PRODUCER_JSON")
+    no_progress: bool = False
+    stamp_now: bool = False
+
+    _split_lists = field_validator("input", "sources", mode="before")(_split_path_list)
+
+
+class DemoSettings(BaseSettings):
+    """``make demo`` / ``python -m reviews_mtl.demo`` (env ``REVIEWS_DEMO_*``)."""
+
+    model_config = _cli_defaults("REVIEWS_DEMO_")
+
+    reviews: int = Field(default=4000, ge=1)
+    replicas: int = Field(default=2, ge=1)
+    model: Path | None = Field(default=None, description="an artifact directory; unset: the cached demo model")
+
+
+class ApiSettings(BaseSettings):
+    """``reviews-mtl aggregates serve``, the HTTP read API (env ``REVIEWS_API_*``)."""
+
+    model_config = _cli_defaults("REVIEWS_API_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    KafkaSettings, RedisSettings, TopicSettings, ProducerSettings, ConsumerSettings, StackSettings,
+    DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings,
+)
+
+
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    """The variable that sets one field: its alias where it has one, else env prefix + field name."""
+    alias = cls.model_fields[field].validation_alias
+    return (alias if isinstance(alias, str) else f"{cls.model_config['env_prefix']}{field}").upper()
+
+
 def env_names() -> set[str]:
-    """Every environment variable a settings class here reads (env prefix + field name, upper case)."""
-    classes = (KafkaSettings, RedisSettings, TopicSettings, ProducerSettings, ConsumerSettings, StackSettings)
-    return {f"{cls.model_config['env_prefix']}{name}".upper() for cls in classes for name in cls.model_fields}
+    """Every environment variable a settings class here reads."""
+    return {env_name(cls, name) for cls in SETTINGS_CLASSES for name in cls.model_fields}
+
+
+def invalid_variable(exc: ValidationError) -> str:
+    """One line naming the variable a settings class refused, e.g. ``REVIEWS_API_PORT: Input should be ...``."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    cls = next((c for c in SETTINGS_CLASSES if c.__name__ == exc.title), None)
+    name = env_name(cls, field) if cls is not None and field in cls.model_fields else field.upper()
+    return f"invalid environment variable {name}: {first['msg']}"

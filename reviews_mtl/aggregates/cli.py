@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from reviews_mtl.cli_args import port_number
+from reviews_mtl.settings import ApiSettings
 from reviews_mtl.terminal import escape_for_terminal
 
 if TYPE_CHECKING:
@@ -70,10 +70,9 @@ def register(subparsers: Any) -> None:
     products.set_defaults(func=_products)
 
     serve = sub.add_parser("serve", help="HTTP read API (OpenAPI at /docs) and the live page at /")
-    serve.add_argument("--host", default=os.environ.get("REVIEWS_API_HOST", "127.0.0.1"), help="env REVIEWS_API_HOST")
-    serve.add_argument(
-        "--port", type=port_number, default=int(os.environ.get("REVIEWS_API_PORT", "8080")), help="env REVIEWS_API_PORT"
-    )
+    api = ApiSettings()
+    serve.add_argument("--host", default=api.host, help="env REVIEWS_API_HOST (default 127.0.0.1)")
+    serve.add_argument("--port", type=port_number, default=api.port, help="env REVIEWS_API_PORT (default 8080)")
     serve.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
     serve.set_defaults(func=_serve)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-DATA_DIR_ENV = "REVIEWS_DATA_DIR"
+from reviews_mtl.settings import DataSettings, env_name
+
+DATA_DIR_ENV = env_name(DataSettings, "dir")  # REVIEWS_DATA_DIR
 
 
 class DataError(Exception):
@@ -26,11 +27,10 @@ def resolve_data_dir(data_dir: Path | str | None = None) -> Path | None:
         if not path.is_dir():
             raise DataError(f"data directory not found: {path}")
         return path
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        path = Path(env)
-        if not path.is_dir():
+    env = DataSettings().dir
+    if env is not None:
+        if not env.is_dir():
             raise DataError(f"{DATA_DIR_ENV}={env} is not a directory")
-        return path
+        return env
     default = repo_root().parent / "shared" / "data"
     return default if default.is_dir() else None

@@ -1,90 +1,82 @@
 """``reviews-mtl train | evaluate | predict``: the model's commands (``predict`` runs :mod:`reviews_mtl.model`).
 
 Registration imports nothing heavy; torch, transformers and onnxruntime load inside the handlers.
-Every option also reads an environment variable (named in its help).
+Every option also reads an environment variable (named in its help), through the settings classes of
+:mod:`reviews_mtl.settings` (``TrainSettings``, ``EvalSettings``, ``DataSettings``); a flag wins over it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, get_args
 
-from reviews_mtl.settings import RuntimeKind
-
-
-def _env(name: str, fallback: str | None = None) -> str | None:
-    return os.environ.get(name, fallback)
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
+from reviews_mtl.settings import DataSettings, EvalSettings, RuntimeKind, TrainSettings
 
 
 def register(subparsers: Any) -> None:
+    training, evaluation, data_dir = TrainSettings(), EvalSettings(), DataSettings().dir
     train = subparsers.add_parser("train", help="train the multi-task model and write an artifact directory")
     train.add_argument(
         "--preset",
         choices=("demo", "full"),
-        default=_env("REVIEWS_TRAIN_PRESET", "demo"),
+        default=training.preset,
         help="training preset (env REVIEWS_TRAIN_PRESET; default demo)",
     )
     train.add_argument(
         "--data",
         type=Path,
-        default=_env("REVIEWS_DATA_DIR"),
+        default=data_dir,
         help="review data folder (env REVIEWS_DATA_DIR; default ../shared/data, else the sample)",
     )
     train.add_argument("--sample", action="store_true", help="train on the project's own sample only")
     train.add_argument(
         "--output",
         type=Path,
-        default=_env("REVIEWS_MODEL_OUTPUT"),
+        default=training.output,
         help="artifact directory to write (env REVIEWS_MODEL_OUTPUT; default artifacts/<preset>)",
     )
     train.add_argument(
         "--encoder",
-        default=_env("REVIEWS_ENCODER"),
+        default=training.encoder,
         help="minilm-l6 (default) or any Hugging Face encoder name or path (env REVIEWS_ENCODER)",
     )
     train.add_argument(
         "--epochs",
         type=int,
-        default=_env_int("REVIEWS_TRAIN_EPOCHS"),
+        default=training.epochs,
         help="maximum epochs (env REVIEWS_TRAIN_EPOCHS)",
     )
     train.add_argument(
         "--batch-size",
         type=int,
-        default=_env_int("REVIEWS_TRAIN_BATCH_SIZE"),
+        default=training.batch_size,
         help="batch size (env REVIEWS_TRAIN_BATCH_SIZE)",
     )
     train.add_argument(
         "--max-length",
         type=int,
-        default=_env_int("REVIEWS_MAX_LENGTH"),
+        default=training.max_length,
         help="maximum tokens (env REVIEWS_MAX_LENGTH)",
     )
     train.add_argument(
         "--steps-per-epoch",
         type=int,
-        default=_env_int("REVIEWS_TRAIN_STEPS_PER_EPOCH"),
+        default=training.steps_per_epoch,
         help="optimizer steps per epoch, 0 = a pass over the reviews (env REVIEWS_TRAIN_STEPS_PER_EPOCH)",
     )
     train.add_argument(
         "--max-train-reviews",
         type=int,
-        default=_env_int("REVIEWS_TRAIN_MAX_REVIEWS"),
+        default=training.max_reviews,
         help="cap on training reviews, 0 = all (env REVIEWS_TRAIN_MAX_REVIEWS)",
     )
     train.add_argument(
         "--time-budget",
         type=float,
-        default=None,
+        default=training.time_budget,
         help="seconds after which training stops at the end of an epoch (env REVIEWS_TRAIN_TIME_BUDGET)",
     )
     train.add_argument("--no-weak-labels", action="store_true", help="train aspects on human labels only")
@@ -92,37 +84,37 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--threads",
         type=int,
-        default=_env_int("REVIEWS_TORCH_THREADS"),
+        default=training.threads,
         help="torch CPU threads (env REVIEWS_TORCH_THREADS; default one per core)",
     )
-    train.add_argument("--seed", type=int, default=_env_int("REVIEWS_SEED"), help="random seed (env REVIEWS_SEED)")
+    train.add_argument("--seed", type=int, default=training.seed, help="random seed (env REVIEWS_SEED)")
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="evaluate an artifact against the TF-IDF baseline, HTML report")
     evaluate.add_argument(
         "--model",
         type=Path,
-        default=_env("REVIEWS_MODEL_DIR"),
-        required=_env("REVIEWS_MODEL_DIR") is None,
+        default=evaluation.model_dir,
+        required=evaluation.model_dir is None,
         help="artifact directory (env REVIEWS_MODEL_DIR)",
     )
     evaluate.add_argument(
         "--data",
         type=Path,
-        default=_env("REVIEWS_DATA_DIR"),
+        default=data_dir,
         help="review data folder (env REVIEWS_DATA_DIR; default as for train)",
     )
     evaluate.add_argument("--sample", action="store_true", help="evaluate on the project's own sample data")
     evaluate.add_argument(
         "--max-reviews",
         type=int,
-        default=_env_int("REVIEWS_EVAL_MAX_REVIEWS") or 0,
+        default=evaluation.max_reviews,
         help="cap on test reviews, 0 = all (env REVIEWS_EVAL_MAX_REVIEWS)",
     )
     evaluate.add_argument("--output", type=Path, default=None, help="report folder (default <model>/report)")
     evaluate.add_argument(
         "--runtime",
-        default=_env("REVIEWS_RUNTIME", "onnx-int8"),
+        default=evaluation.runtime or "onnx-int8",
         choices=get_args(RuntimeKind),
         help="runtime (env REVIEWS_RUNTIME)",
     )
@@ -132,22 +124,22 @@ def register(subparsers: Any) -> None:
     predict.add_argument(
         "--model",
         type=Path,
-        default=_env("REVIEWS_MODEL_DIR"),
-        required=_env("REVIEWS_MODEL_DIR") is None,
+        default=evaluation.model_dir,
+        required=evaluation.model_dir is None,
         help="artifact directory (env REVIEWS_MODEL_DIR)",
     )
     predict.add_argument("--input", type=Path, required=True, help="JSONL or CSV with review_id and text")
     predict.add_argument("--output", type=Path, required=True, help="output JSONL")
     predict.add_argument(
         "--runtime",
-        default=_env("REVIEWS_RUNTIME", "auto"),
+        default=evaluation.runtime or "auto",
         choices=get_args(RuntimeKind),
         help="runtime (env REVIEWS_RUNTIME)",
     )
     predict.add_argument(
         "--threads",
         type=int,
-        default=_env_int("REVIEWS_INTRA_OP_THREADS") or 0,
+        default=evaluation.intra_op_threads,
         help="ONNX Runtime intra-op threads, 0 = one per core (env REVIEWS_INTRA_OP_THREADS)",
     )
     predict.set_defaults(func=_predict)
@@ -159,9 +151,6 @@ def _train(args: argparse.Namespace) -> int:
 
     data_dir = None if args.sample else resolve_data_dir(args.data)
     output = args.output or Path("artifacts") / args.preset
-    budget = args.time_budget
-    if budget is None and os.environ.get("REVIEWS_TRAIN_TIME_BUDGET"):
-        budget = float(os.environ["REVIEWS_TRAIN_TIME_BUDGET"])
     metrics = train_preset(
         args.preset,
         data_dir=data_dir,
@@ -172,7 +161,7 @@ def _train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         steps_per_epoch=args.steps_per_epoch,
         max_train_reviews=args.max_train_reviews,
-        time_budget_s=budget,
+        time_budget_s=args.time_budget,
         weak_labels=False if args.no_weak_labels else None,
         aspect_share=args.aspect_share,
         threads=args.threads,

@@ -32,6 +32,7 @@ from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
 from reviews_mtl.model.artifact import METRICS_FILE, TOKENIZER_FILE, ArtifactConfig
 from reviews_mtl.model.modeling import HeadConfig, LossWeights, MultiTaskReviewModel, build_encoder
 from reviews_mtl.model.predictor import pad, sort_and_pad
+from reviews_mtl.settings import TrainSettings
 from reviews_mtl.training.datasets import Datasets, MixedBatches, TaskRows, build_datasets
 from reviews_mtl.training.onnx_export import (
     check_parity,
@@ -262,7 +263,7 @@ def train_epoch(
     """One epoch of optimizer steps (cut short by the time budget); returns (steps done, summed losses)."""
     model.train()
     sums = {"loss": 0.0, "sentiment": 0.0, "rating": 0.0, "aspects": 0.0}
-    disable_bar = os.environ.get("REVIEWS_NO_PROGRESS") == "1"
+    disable_bar = TrainSettings().no_progress  # env REVIEWS_NO_PROGRESS
     bar = tqdm(
         range(opt.steps_per_epoch), desc=f"epoch {epoch}/{config.max_epochs}", disable=disable_bar, mininterval=2.0
     )
