@@ -74,13 +74,13 @@ def _instrument(process: Any, clock: PhaseClock) -> None:
         if hasattr(predictor, name):
             setattr(predictor, name, clock.wrap(name, getattr(predictor, name)))
     store = processor.store
-    for name in ("watermarks_for", "inflight", "apply_batch"):
+    for name in ("watermarks_for", "last_applied_batch", "apply_batch"):
         setattr(store, name, clock.wrap(f"redis_{name}", getattr(store, name)))
 
 
 def _breakdown(s: dict[str, float], wall: float, records: int) -> list[dict[str, Any]]:
     predict_other = s["predict"] - s["tokenize"] - s["run_encoded"] - s["to_predictions"]
-    process_other = (s["process"] - s["decode"] - s["redis_watermarks_for"] - s["redis_inflight"]
+    process_other = (s["process"] - s["decode"] - s["redis_watermarks_for"] - s["redis_last_applied_batch"]
                      - s["predict_and_build"] - s["serialize"] - s["redis_apply_batch"])
     rows = [
         ("kafka: wait for / fetch a batch (consume)", s["consume"]),
@@ -92,7 +92,7 @@ def _breakdown(s: dict[str, float], wall: float, records: int) -> list[dict[str,
         ("predict: other (scatter to input order)", predict_other),
         ("build EnrichedRecord objects", s["predict_and_build"] - s["predict"]),
         ("serialize enriched JSON", s["serialize"]),
-        ("redis: watermarks + in-flight reads", s["redis_watermarks_for"] + s["redis_inflight"]),
+        ("redis: watermarks + in-flight reads", s["redis_watermarks_for"] + s["redis_last_applied_batch"]),
         ("redis: per-batch Lua script", s["redis_apply_batch"]),
         ("processing: other (grouping, dead letters)", process_other),
         ("kafka: produce + send offsets + commit transaction", s["publish"]),

@@ -52,7 +52,7 @@ def msg(offset: int, value: bytes | None, partition: int = 0, topic: str = "revi
 
 
 def review(rid: str, pid: str, text: str) -> bytes:
-    return json.dumps({"review_id": rid, "product_id": pid, "text": text, "timestamp": 1000.0}).encode()
+    return json.dumps({"review_id": rid, "product_id": pid, "text": text, "timestamp": 1_700_000_000.0}).encode()
 
 
 @pytest.fixture
