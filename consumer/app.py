@@ -17,8 +17,9 @@ from consumer.metrics import WorkerMetrics
 from consumer.output import KafkaOutput
 from consumer.processing import BatchProcessor, Predictor
 from consumer.worker import Worker, WorkerOptions
+from reviews_mtl.aggregates.durability import DurabilityWait, read_durability
 from reviews_mtl.aggregates.store import AggregateStore
-from reviews_mtl.kafka import make_consumer, make_producer
+from reviews_mtl.kafka import make_consumer, make_producer, topic_id
 from reviews_mtl.settings import (
     ConsumerSettings,
     KafkaSettings,
@@ -45,6 +46,25 @@ def transactional_id(settings: ConsumerSettings, replica: int | None) -> str:
     instance = settings.instance_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     suffix = f"{instance}-r{replica}" if replica is not None else instance
     return f"{settings.transactional_id_prefix}-{settings.group_id}-{host}-{suffix}"
+
+
+class RedisNotDurable(RuntimeError):
+    """Redis can lose acknowledged writes and ``REDIS_DURABILITY=require``: the worker does not start."""
+
+
+def prepare_redis(store: AggregateStore, settings: RedisSettings, metrics: WorkerMetrics) -> None:
+    """Judge Redis's durability once (see ``reviews_mtl.aggregates.durability``) and set what the store waits for
+    after each batch; raises :class:`RedisNotDurable` under ``require``."""
+    report = read_durability(store.client)
+    problems = report.problems(settings.wait_replicas)
+    metrics.redis_durability_problems.set(len(problems))
+    if problems and settings.durability == "require":
+        raise RedisNotDurable("; ".join(problems))
+    if settings.durability == "warn":
+        for problem in problems:
+            log.warning("Redis durability: %s", problem)
+    store.durability_wait = DurabilityWait(report.waitaof and settings.durability != "off", settings.wait_replicas,
+                                           settings.wait_timeout_ms)
 
 
 def coarse_reason(reason: str) -> str:
@@ -114,9 +134,12 @@ def build_worker(
         batch_idle_close_s=settings.batch_idle_close_ms / 1000.0 if settings.batch_idle_close_ms else None,
         drain_timeout_s=settings.drain_timeout_s,
         stuck_after_failures=settings.stuck_after_failures,
+        integrity_recheck_s=settings.integrity_recheck_s,
     )
     processor = BatchProcessor(predictor, store, dead_letter_max_value_bytes=settings.dlq_max_value_bytes)
-    worker = Worker(consumer, output, processor, metrics, options)
+    worker = Worker(consumer, output, processor, metrics, options,
+                    topic_id_of=lambda topic: topic_id(kafka, topic),
+                    prepare=lambda: prepare_redis(store, redis_settings, metrics))
 
     stall_s = settings.max_poll_interval_ms / 1000.0
 
@@ -130,6 +153,8 @@ def build_worker(
         # Coarse reasons: the probe is unauthenticated, and the log has the details.
         if worker.stuck_reason is not None:
             return False, "stuck: the same batch keeps failing"
+        if worker.set_aside:
+            return False, f"integrity: {len(worker.set_aside)} partitions set aside (see the log)"
         if worker.degraded_reason is not None:
             return False, coarse_reason(worker.degraded_reason)
         return True, f"{len(worker.assigned)} partitions assigned"

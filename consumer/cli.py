@@ -137,6 +137,7 @@ def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | N
     signal.signal(signal.SIGINT, on_signal)
     from confluent_kafka import KafkaException
 
+    from consumer.app import RedisNotDurable
     from consumer.output import OutputError
     from reviews_mtl.model.artifact import ArtifactError
 
@@ -150,6 +151,9 @@ def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | N
         process.worker.request_stop()
     try:
         process.worker.run()
+    except RedisNotDurable as exc:
+        log.error("Redis can lose what it acknowledges and REDIS_DURABILITY=require: %s", exc)
+        return 2
     except (KafkaException, OutputError) as exc:
         # Fatal for this process (e.g. fenced by a newer instance): exit non-zero so it is restarted.
         log.error("Kafka failed: %s (bootstrap servers %s)", exc, kafka.bootstrap_servers)

@@ -31,6 +31,12 @@ class WorkerMetrics:
     aborted_transactions: Counter
     producer_resets: Counter
     stuck_batch: Gauge
+    resends: Counter
+    edits: Counter
+    deletes: Counter
+    integrity_violations: Gauge
+    below_watermark: Counter
+    redis_durability_problems: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "reviews_mtl") -> WorkerMetrics:
@@ -62,6 +68,17 @@ class WorkerMetrics:
             producer_resets=counter("producer_resets", "Producers replaced after a fatal error"),
             stuck_batch=Gauge("stuck_batch", "1 while the same batch has failed to publish many times in a row",
                               namespace=namespace, registry=registry),
+            resends=counter("resent_reviews", "Reviews neither new nor newer than the one counted (not counted)"),
+            edits=counter("edited_reviews", "Reviews that replaced an older version of themselves"),
+            deletes=counter("deleted_reviews", "Retractions applied"),
+            integrity_violations=Gauge(
+                "integrity_violation", "1 while a partition is set aside because its aggregates cannot be trusted",
+                ("topic", "partition", "reason"), namespace=namespace, registry=registry),
+            below_watermark=counter("below_watermark_messages",
+                                    "Messages older than Redis's last applied batch, skipped", ("topic", "partition")),
+            redis_durability_problems=Gauge(
+                "redis_durability_problems", "Ways Redis can lose acknowledged batches, found at start (see the log)",
+                namespace=namespace, registry=registry),
         )
 
     def observe_stats(self, stats_json: str, topic: str) -> None:

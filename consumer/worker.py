@@ -1,9 +1,13 @@
 """The worker loop: consume a micro-batch, process it, apply it to Redis, publish it, commit. Repeat.
 
 Per batch, in order:
-  1. collect up to ``batch_max_records`` messages or ``batch_max_wait_ms`` (``MicroBatcher``);
-  2. drop messages of partitions revoked meanwhile (their new owner re-reads them);
-  3. decode, predict, and apply the aggregates to Redis in one idempotent script (``BatchProcessor``);
+  1. check newly assigned partitions: Redis must hold everything Kafka committed for them, for this incarnation
+     of the topic (else the partition is set aside: paused, not ready, a metric and one log line, re-checked
+     every ``integrity_recheck_s`` until an operator repairs it with ``reviews-mtl aggregates rebuild``);
+  2. collect up to ``batch_max_records`` messages or ``batch_max_wait_ms`` (``MicroBatcher``), dropping those of
+     partitions revoked, re-assigned or not yet checked meanwhile (they are read again from the committed offset);
+  3. decode, predict, and apply the aggregates to Redis in one idempotent script (``BatchProcessor``), which
+     re-checks the same conditions atomically;
   4. publish enriched records + dead letters and commit the offsets (one transaction, ``KafkaOutput``);
   5. on an aborted transaction, seek back to the batch's first offsets: the replay re-publishes from
      Redis's copy and counts nothing twice.
@@ -21,12 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer.batcher import MicroBatcher
 from consumer.metrics import WorkerMetrics
 from consumer.output import KafkaOutput, OutputError
-from consumer.processing import BatchOutput, BatchProcessor, InMessage
+from consumer.processing import BatchOutput, BatchProcessor, InMessage, PartitionKey
+from reviews_mtl.aggregates.store import Violation
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,18 @@ class WorkerOptions:
     batch_idle_close_s: float | None = None
     # The same batch failing this many times in a row marks the worker not ready (the circuit breaker).
     stuck_after_failures: int = 5
+    # How often a partition set aside for its integrity is checked again (after a rebuild it is taken back).
+    integrity_recheck_s: float = 5.0
+
+# What an operator does about a partition set aside, by reason.
+_REPAIR = {
+    "redis_behind": "Redis lost work Kafka committed: repair with `reviews-mtl aggregates rebuild`",
+    "topic_changed": "the topic was recreated: accept it with `reviews-mtl aggregates reset-topic TOPIC` "
+                     "(or rebuild), after checking",
+    "identity": "Redis's copy of the last batch is of other reviews (another topic or cluster?): "
+                "rebuild, or reset-topic after checking",
+    "rebuild": "a rebuild is running: the partition is taken back when it ends",
+}
 
 
 class Worker:
@@ -53,6 +70,8 @@ class Worker:
         metrics: WorkerMetrics,
         options: WorkerOptions,
         clock: Callable[[], float] = time.monotonic,
+        topic_id_of: Callable[[str], str] = lambda topic: "",
+        prepare: Callable[[], None] | None = None,
     ) -> None:
         self.consumer = consumer
         self.output = output
@@ -74,6 +93,17 @@ class Worker:
         self._failing_batch: tuple[tuple[str, int, int], ...] = ()
         self._failures_in_a_row = 0
         self.started = False
+        # Integrity: the committed offset of each partition (-1: none), the partitions to check before reading
+        # them, those set aside, and the input topics' ids (recreating a topic changes its id).
+        self.topic_id_of = topic_id_of
+        # Once, before the first batch (e.g. judge Redis's durability); retried while Redis is away.
+        self.prepare = prepare
+        self.positions: dict[PartitionKey, int] = {}
+        self.unchecked: set[PartitionKey] = set()
+        self.set_aside: dict[PartitionKey, Violation] = {}
+        self.topic_ids: dict[str, str] = {}
+        self._next_recheck = 0.0
+        self._alarmed_below: set[PartitionKey] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -86,6 +116,10 @@ class Worker:
         return self._stop.is_set()
 
     def run(self) -> None:
+        self._prepare()
+        if self.stopping:
+            self._close()
+            return
         self.output.start()
         self.consumer.subscribe(
             [self.options.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -96,11 +130,26 @@ class Worker:
         try:
             while not self.stopping:
                 self.heartbeat = self.clock()
+                if self.unchecked or (self.set_aside and self.clock() >= self._next_recheck):
+                    self._check_partitions()
                 messages = self._collect()
                 if messages:
                     self._handle(messages)
         finally:
             self._close()
+
+    def _prepare(self) -> None:
+        backoff = 0.1
+        while self.prepare is not None and not self.stopping:
+            try:
+                self.prepare()
+                self._recovered()
+                return
+            except redis.RedisError as exc:
+                self.metrics.redis_errors.inc()
+                self._degraded(f"redis: {exc}")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def _close(self) -> None:
         # Everything processed is committed batch by batch, so leaving the group commits nothing new.
@@ -116,6 +165,7 @@ class Worker:
         for p in partitions:
             tp = (p.topic, p.partition)
             self.assigned.add(tp)
+            self.unchecked.add(tp)
             self.epochs[tp] = self.epochs.get(tp, 0) + 1
         self.metrics.assigned_partitions.set(len(self.assigned))
         log.info("assigned %s", _fmt(partitions))
@@ -133,9 +183,15 @@ class Worker:
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for p in partitions:
-            self.assigned.discard((p.topic, p.partition))
+            tp = (p.topic, p.partition)
+            self.assigned.discard(tp)
+            self.unchecked.discard(tp)
+            self.positions.pop(tp, None)
+            violation = self.set_aside.pop(tp, None)
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(p.topic, str(p.partition))
+                if violation is not None:
+                    self.metrics.integrity_violations.remove(p.topic, str(p.partition), violation.reason)
         self.metrics.assigned_partitions.set(len(self.assigned))
 
     # -- the batch ----------------------------------------------------------------------------------
@@ -160,7 +216,8 @@ class Worker:
                 continue
             offset = m.offset()
             assert offset is not None
-            if (topic, partition) in reassigned:
+            if (topic, partition) in reassigned or (topic, partition) in self.unchecked \
+                    or (topic, partition) in self.set_aside:
                 dropped[(topic, partition)] = min(offset, dropped.get((topic, partition), offset))
                 continue
             out.append(InMessage(topic, partition, offset, m.key(), m.value()))
@@ -169,12 +226,13 @@ class Worker:
         return out
 
     def _restart_at_committed(self, lowest_dropped: dict[tuple[str, int], int]) -> None:
-        """Seek re-assigned partitions to their committed offset (the lowest dropped one if none is)."""
+        """Seek partitions whose messages were dropped to their committed offset (the lowest dropped one if none
+        is): re-assigned ones, and those not checked yet or set aside."""
         committed = self.consumer.committed([TopicPartition(t, p) for t, p in lowest_dropped], timeout=10.0)
         for tp in committed:
             key = (tp.topic, tp.partition)
             offset = tp.offset if tp.offset >= 0 else lowest_dropped[key]
-            log.info("%s:%s re-assigned during a batch: restarting at offset %s", *key, offset)
+            log.debug("%s:%s restarting at offset %s", *key, offset)
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
     def _handle(self, messages: list[InMessage]) -> None:
@@ -184,13 +242,24 @@ class Worker:
         out = self._process_with_retry(messages)
         if out is None:
             return  # abandoned: partitions revoked or stopping while Redis was down
+        if out.violations:
+            # Nothing was applied: set those partitions aside and read the others again.
+            for violation in out.violations:
+                self._set_aside(violation)
+            self._rewind(messages)
+            return
+        self._alarm_below_watermark(out)
         if not self._publish_with_retry(messages, out):
             self._count_failure(messages)
             return
         self._count_success()
+        self.positions.update(out.next_offsets)
         self.metrics.batches.inc()
         self.metrics.enriched.inc(len(out.enriched))
         self.metrics.replayed.inc(out.replayed)
+        self.metrics.resends.inc(out.resends)
+        self.metrics.edits.inc(out.edits)
+        self.metrics.deletes.inc(out.deletes)
         for reason in out.dead_letter_reasons:
             self.metrics.dead_letters.labels(reason).inc()
         if out.inference_s:
@@ -204,7 +273,7 @@ class Worker:
         backoff = 0.1
         while True:
             try:
-                out = self.processor.process(messages)
+                out = self.processor.process(messages, self.positions, self.topic_ids)
                 self._recovered()
                 return out
             except redis.RedisError as exc:
@@ -297,11 +366,74 @@ class Worker:
                 topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
                 if topic is not None and partition is not None and offset is not None:
                     self.consumer.seek(TopicPartition(topic, partition, offset))
-        still = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        still = [TopicPartition(t, p) for t, p in sorted(self.assigned) if (t, p) not in self.set_aside]
         if still:
             self.consumer.resume(still)
         return [m for m in messages if (m.topic, m.partition) in self.assigned
                 and self.epochs.get((m.topic, m.partition)) == self._batch_epochs.get((m.topic, m.partition))]
+
+    # -- integrity ----------------------------------------------------------------------------------
+
+    def _check_partitions(self) -> None:
+        """Check the partitions just assigned, and those set aside: their committed offsets against Redis's
+        watermarks, the topic ids, a rebuild in progress (the script's own checks, with nothing to apply)."""
+        todo = sorted((self.unchecked | set(self.set_aside)) & self.assigned)
+        self._next_recheck = self.clock() + self.options.integrity_recheck_s
+        if not todo:
+            self.unchecked.clear()
+            return
+        try:
+            committed = self.consumer.committed([TopicPartition(t, p) for t, p in todo], timeout=10.0)
+        except KafkaException as exc:
+            self._degraded(f"kafka: committed offsets: {exc}")
+            return  # still unchecked: tried again on the next loop
+        for c in committed:
+            self.positions[(c.topic, c.partition)] = c.offset if c.offset >= 0 else -1
+        for topic in {t for t, _ in todo}:
+            self.topic_ids[topic] = self.topic_id_of(topic) or self.topic_ids.get(topic, "")
+        try:
+            violations = self.processor.check(todo, self.positions, self.topic_ids)
+        except redis.RedisError as exc:
+            self.metrics.redis_errors.inc()
+            self._degraded(f"redis: {exc}")
+            return
+        bad = {(v.topic, v.partition): v for v in violations}
+        for tp in todo:
+            self.unchecked.discard(tp)
+            if tp in bad:
+                self._set_aside(bad[tp])
+            elif tp in self.set_aside:
+                self._take_back(tp)
+
+    def _set_aside(self, violation: Violation) -> None:
+        tp = (violation.topic, violation.partition)
+        if tp not in self.set_aside:
+            log.error("%s:%s set aside, its aggregates cannot be trusted: %s (%s). %s", *tp, violation.reason,
+                      violation.detail, _REPAIR.get(violation.reason, "rebuild the aggregates"))
+            self.metrics.integrity_violations.labels(tp[0], str(tp[1]), violation.reason).set(1)
+        self.set_aside[tp] = violation
+        self.consumer.pause([TopicPartition(*tp)])
+
+    def _take_back(self, tp: PartitionKey) -> None:
+        violation = self.set_aside.pop(tp)
+        with contextlib.suppress(KeyError):
+            self.metrics.integrity_violations.remove(tp[0], str(tp[1]), violation.reason)
+        start = self.positions.get(tp, -1)
+        log.info("%s:%s taken back (was: %s): reading from offset %s", *tp, violation.reason,
+                 start if start >= 0 else "the beginning")
+        self.consumer.seek(TopicPartition(*tp, start if start >= 0 else OFFSET_BEGINNING))
+        self.consumer.resume([TopicPartition(*tp)])
+
+    def _alarm_below_watermark(self, out: BatchOutput) -> None:
+        """Messages older than the last applied batch came again (an offset reset, a new consumer group on old
+        aggregates): skipped, counted, and logged once per partition."""
+        for (topic, partition), n in out.below_watermark.items():
+            self.metrics.below_watermark.labels(topic, str(partition)).inc(n)
+            if (topic, partition) not in self._alarmed_below:
+                self._alarmed_below.add((topic, partition))
+                log.error("%s:%s delivered %d message(s) below Redis's watermark and older than its last applied "
+                          "batch (offsets reset, or a new group on old aggregates?): skipped, as counted before; "
+                          "further ones are only counted (metric below_watermark_messages)", topic, partition, n)
 
     def _rewind(self, messages: Sequence[InMessage]) -> None:
         first: dict[tuple[str, int], int] = {}

@@ -28,7 +28,7 @@ from producer.publisher import (
 )
 from producer.readers import read_records, validate_objects
 from producer.records import InvalidRecord, ValidRecord
-from reviews_mtl.contracts import Review
+from reviews_mtl.contracts import Retraction, Review
 from reviews_mtl.settings import KafkaSettings, ProducerSettings, TopicSettings
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
 
 
 def publish(
-    reviews: Iterable[Review | Mapping[str, object]],
+    reviews: Iterable[Review | Retraction | Mapping[str, object]],
     *,
     kafka: KafkaSettings | None = None,
     topic: str | None = None,

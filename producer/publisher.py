@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from producer.errors import DeliveryError, InvalidRecordError
 from producer.records import InvalidRecord, Record
-from reviews_mtl.contracts import Review
+from reviews_mtl.contracts import Retraction, Review
 from reviews_mtl.settings import KafkaSettings, ProducerSettings
 
 if TYPE_CHECKING:
@@ -200,8 +200,8 @@ class Publisher:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def send(self, review: Review, *, timestamp_now: bool = False) -> None:
-        """Queue one review; blocks (serving delivery reports) while the local queue is full."""
+    def send(self, review: Review | Retraction, *, timestamp_now: bool = False) -> None:
+        """Queue one review (or a delete); blocks (serving delivery reports) while the local queue is full."""
         if self._fatal is not None:
             raise DeliveryError(f"producer failed fatally: {self._fatal}")
         if timestamp_now:

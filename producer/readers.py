@@ -2,7 +2,7 @@
 
 Start here: :func:`read_records` turns paths into a stream of :class:`ValidRecord` and
 :class:`InvalidRecord` values, each with the file and the line (or row) it came from. Every row goes
-through :func:`reviews_mtl.contracts.validate_review_object`, exactly as the worker validates a message,
+through :func:`reviews_mtl.contracts.validate_message_object`, exactly as the worker validates a message,
 so a row that the producer accepts is never dead-lettered by the consumer for its contract.
 
 Tabular formats have no JSON types, so their cells are coerced first (see :func:`coerce_tabular_row`):
@@ -26,7 +26,7 @@ from typing import IO, Any, Literal, cast
 
 from producer.errors import InputError
 from producer.records import InvalidRecord, Record, ValidRecord
-from reviews_mtl.contracts import DecodeFailure, DecodeReason, Review, validate_review_object
+from reviews_mtl.contracts import DecodeFailure, DecodeReason, Retraction, Review, validate_message_object
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def iter_raw_rows(path: str | Path, fmt: FileFormat | None = None) -> Iterator[R
 def validate_rows(source: str, rows: Iterable[RawRow]) -> Iterator[Record]:
     """Validate parsed rows with the consumer's contract."""
     for line, obj in rows:
-        result = obj if isinstance(obj, DecodeFailure) else validate_review_object(obj)
+        result = obj if isinstance(obj, DecodeFailure) else validate_message_object(obj)
         if isinstance(result, DecodeFailure):
             yield InvalidRecord(source, line, result.reason, result.detail)
         else:
@@ -280,12 +280,13 @@ def read_records(paths: Iterable[str | Path], fmt: FileFormat | None = None) -> 
 
 
 def validate_objects(objects: Iterable[object], source: str = "<input>") -> Iterator[Record]:
-    """Validate in-memory objects (dicts or :class:`Review`), numbered from 1, for the library API."""
+    """Validate in-memory objects (dicts, :class:`Review` or :class:`Retraction`), numbered from 1, for the library
+    API."""
     for number, obj in enumerate(objects, start=1):
-        if isinstance(obj, Review):
+        if isinstance(obj, (Review, Retraction)):
             yield ValidRecord(source, number, obj)
             continue
-        result = validate_review_object(obj)
+        result = validate_message_object(obj)
         if isinstance(result, DecodeFailure):
             yield InvalidRecord(source, number, result.reason, result.detail)
         else:

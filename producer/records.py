@@ -1,4 +1,5 @@
-"""The two kinds of row a reader yields: a valid review, or an invalid row reported with its file and line.
+"""The two kinds of row a reader yields: a valid review (or a delete), or an invalid row reported with its file and
+line.
 
 A module of its own so that both the readers and the errors (:class:`~producer.errors.InvalidRecordError`
 carries invalid rows) stand on it, without importing each other.
@@ -8,16 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reviews_mtl.contracts import DecodeReason, Review
+from reviews_mtl.contracts import DecodeReason, Retraction, Review
 
 
 @dataclass(frozen=True, slots=True)
 class ValidRecord:
-    """A row that satisfies the input contract."""
+    """A row that satisfies the input contract: a review, or a delete of one (``{"op": "delete", ...}``)."""
 
     source: str
     line: int
-    review: Review
+    review: Review | Retraction
 
 
 @dataclass(frozen=True, slots=True)

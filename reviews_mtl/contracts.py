@@ -1,8 +1,14 @@
-"""Wire contracts: the input review, the enriched record and the dead letter.
+"""Wire contracts: the input review (or its retraction), the enriched record and the dead letter.
 
 Every record on a topic carries ``schema_version``. Decoding never raises past the caller:
-:func:`decode_review` returns either a :class:`Review` or a :class:`DecodeFailure` that names the
-reason, so a poison message is a value that the worker routes to the dead-letter topic.
+:func:`decode_review` returns a :class:`Review`, a :class:`Retraction` or a :class:`DecodeFailure` that
+names the reason, so a poison message is a value that the worker routes to the dead-letter topic.
+
+Edits, deletes and re-sends (one ``review_id`` per product, :func:`supersedes` is the one ordering rule):
+a review whose ``review_id`` was counted before for its product *replaces* that review's contribution to every
+aggregate when it is newer (a higher ``version``; without versions on both sides, a later ``timestamp``); a
+:class:`Retraction` (``{"op": "delete", ...}``) removes it; anything else is a re-send: counted in a metric,
+neither counted again nor dead-lettered.
 """
 
 from __future__ import annotations
@@ -73,7 +79,8 @@ class DecodeReason(str, Enum):
     TEXT_TOO_LONG = "text_too_long"
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     INVALID_FIELD = "invalid_field"
-    # Found by the worker, not the decoder: the review_id was already counted for this product.
+    # No longer given: a repeated review_id is an edit or a re-send (see the module docstring). Kept so that dead
+    # letters written by older workers still read.
     DUPLICATE_REVIEW_ID = "duplicate_review_id"
     # The worker itself failed on this message (the model's tokenizer, the record builder): a bug to fix, then
     # re-drive; never a crash that would take every replica down in turn.
@@ -97,6 +104,8 @@ class Review(BaseModel):
     timestamp: float | None = None
     verified: bool | None = None
     user_id: str | None = None
+    # Edits of one review carry increasing versions: the highest one counted is the one the aggregates hold.
+    version: int | None = Field(default=None, ge=0)
 
     @field_validator("text", "title", mode="before")
     @classmethod
@@ -141,6 +150,38 @@ class Review(BaseModel):
         return self.model_dump_json(exclude_none=True).encode("utf-8")
 
 
+class Retraction(BaseModel):
+    """A delete (topic ``reviews``, ``{"op": "delete", "review_id", "product_id"}``): the review leaves every
+    aggregate. A ``version`` or ``timestamp`` older than the counted review's makes it a stale re-send."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    schema_version: int = SCHEMA_VERSION
+    op: Literal["delete"] = "delete"
+    review_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    product_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    version: int | None = Field(default=None, ge=0)
+    timestamp: float | None = None
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def supersedes(new_version: int | None, new_time: float | None,
+               old_version: int | None, old_time: float | None) -> bool:
+    """Whether a message about a review replaces what was counted for it: a higher version where both have one,
+    else a later event time where both have one; otherwise it is a re-send (the first one counted stays).
+
+    The Redis script (``reviews_mtl/aggregates/apply_batch.lua``, ``newer``) applies the same rule; tests hold
+    the two together. Event times compare in whole seconds, as the script stores them.
+    """
+    if new_version is not None and old_version is not None:
+        return new_version > old_version
+    if new_version is None and old_version is None and new_time is not None and old_time is not None:
+        return int(new_time) > int(old_time)
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeFailure:
     """A message that is not a valid review: the raw bytes stay untouched for the DLQ."""
@@ -160,6 +201,7 @@ class DecodeFailure:
 _BYTE_LEVEL_REASONS = frozenset({DecodeReason.EMPTY_VALUE, DecodeReason.INVALID_UTF8, DecodeReason.INVALID_JSON})
 
 _REQUIRED = ("review_id", "product_id", "text")
+_REQUIRED_FOR_DELETE = ("review_id", "product_id")
 
 
 # Event times outside this window are refused: before the web had reviews, or more than a day ahead of this
@@ -198,6 +240,14 @@ def _control_character_field(obj: dict[str, Any]) -> str | None:
 
 
 def validate_review_object(obj: object) -> Review | DecodeFailure:
+    """Validate an already-parsed object as a review to predict (a retraction is refused here)."""
+    result = validate_message_object(obj)
+    if isinstance(result, Retraction):
+        return DecodeFailure(DecodeReason.INVALID_FIELD, "op: a delete is not a review to predict", None)
+    return result
+
+
+def validate_message_object(obj: object) -> Review | Retraction | DecodeFailure:
     """Validate an already-parsed object (from JSON, CSV or Parquet) against the input contract."""
     if not isinstance(obj, dict):
         return DecodeFailure(DecodeReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}", None)
@@ -210,9 +260,12 @@ def validate_review_object(obj: object) -> Review | DecodeFailure:
             f"schema_version {version} not in {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
             None,
         )
+    op = obj.get("op", "upsert")
+    if op not in ("upsert", "delete"):
+        return DecodeFailure(DecodeReason.INVALID_FIELD, f"op: {str(op)[:40]!r} is neither 'upsert' nor 'delete'", None)
     obj = {k: strip_control_characters(v) if k in ("text", "title") and isinstance(v, str) else v
            for k, v in obj.items()}
-    for name in _REQUIRED:
+    for name in _REQUIRED_FOR_DELETE if op == "delete" else _REQUIRED:
         if obj.get(name) is None:
             return DecodeFailure(DecodeReason[f"MISSING_{name.upper()}"], f"{name} is required", None)
         value = obj[name]
@@ -220,7 +273,7 @@ def validate_review_object(obj: object) -> Review | DecodeFailure:
             return DecodeFailure(DecodeReason.WRONG_TYPE, f"{name} must be a string, got {type(value).__name__}", None)
         if not value.strip():
             return DecodeFailure(DecodeReason[f"EMPTY_{name.upper()}"], f"{name} is empty", None)
-    if len(obj["text"].encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+    if op == "upsert" and len(obj["text"].encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         return DecodeFailure(
             DecodeReason.TEXT_TOO_LONG, f"text is longer than the limit of {MAX_TEXT_BYTES} bytes", None
         )
@@ -232,6 +285,9 @@ def validate_review_object(obj: object) -> Review | DecodeFailure:
     if isinstance(rating, float) and rating.is_integer():
         fields["rating"] = int(rating)  # JSON writers often send 5 as 5.0; 4.5 is still refused
     try:
+        if op == "delete":
+            return Retraction.model_validate(fields)
+        fields.pop("op", None)
         return Review.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -240,7 +296,7 @@ def validate_review_object(obj: object) -> Review | DecodeFailure:
         return DecodeFailure(reason, f"{where}: {first['msg']}", None)
 
 
-def decode_review(raw: bytes | None) -> Review | DecodeFailure:
+def decode_review(raw: bytes | None) -> Review | Retraction | DecodeFailure:
     """Decode one message value. Never raises: bad input becomes a :class:`DecodeFailure`."""
     if not raw:
         return DecodeFailure(DecodeReason.EMPTY_VALUE, "message has no value", raw)
@@ -252,7 +308,7 @@ def decode_review(raw: bytes | None) -> Review | DecodeFailure:
         obj = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         return DecodeFailure(DecodeReason.INVALID_JSON, f"invalid JSON: {exc}"[:300], raw)
-    result = validate_review_object(obj)
+    result = validate_message_object(obj)
     if isinstance(result, DecodeFailure):
         return DecodeFailure(result.reason, result.detail, raw)
     return result
@@ -307,6 +363,27 @@ class EnrichedRecord(BaseModel):
     model_runtime: str | None = None
     processed_at: float
     processing_ms: float
+    source: SourceCoordinates
+    # The review's version when it has one; an enriched record of a review counted before is its edit.
+    version: int | None = None
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+class RetractionRecord(BaseModel):
+    """A delete that was applied (topic ``reviews.enriched``, key = ``product_id``): the review with this id no
+    longer counts. Readers tell it from an :class:`EnrichedRecord` by ``op``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+    op: Literal["delete"] = "delete"
+    review_id: str
+    product_id: str
+    version: int | None = None
+    timestamp: float | None = None
+    processed_at: float
     source: SourceCoordinates
 
     def to_bytes(self) -> bytes:

@@ -103,6 +103,12 @@ class RedisSettings(BaseSettings):
     password: SecretStr | None = None
     key_prefix: str = "rmtl"
     socket_timeout_s: float = 5.0
+    # What a worker does at start when Redis can lose acknowledged writes (no AOF, fsync every second without
+    # WAITAOF, an eviction policy): warn (log + metric), refuse to start, or say nothing.
+    durability: Literal["off", "warn", "require"] = "warn"
+    # After each batch, wait for this many replicas to hold it (WAIT) before the Kafka commit.
+    wait_replicas: int = Field(default=0, ge=0)
+    wait_timeout_ms: int = Field(default=2000, ge=1)
 
 
 class TopicSettings(BaseSettings):
@@ -181,6 +187,8 @@ class ConsumerSettings(BaseSettings):
     dlq_max_value_bytes: int = Field(default=256 * 1024, ge=1024)
     # The same batch failing this many times in a row marks the worker not ready (the circuit breaker).
     stuck_after_failures: int = Field(default=5, ge=1)
+    # How often a partition set aside (its aggregates cannot be trusted) is checked again.
+    integrity_recheck_s: float = Field(default=5.0, gt=0)
 
 
 class StackSettings(BaseSettings):

@@ -15,14 +15,20 @@ key                                type    content
 ``P:rank:rating_mean``             zset    product → mean predicted rating
 ``P:rank:aspect:{name}``           zset    product → mentions of the aspect
 ``P:rank:complaints:{name}``       zset    product → mentions of the aspect in negative reviews
-``P:seen:{product_id}``            set     review ids counted for the product (a repeated review_id is a
-                                           duplicate: dead-lettered, never counted twice)
+``P:rev:{bucket}``                 hash    the contribution of every review counted, for edits and deletes:
+                                           field = 48 bits of a 64-bit fingerprint of product id + review id
+                                           (the bucket: its first 16 bits, so 65,536 small hashes), value =
+                                           ``{s}{rating}|{aspect bits}|{seen}|{version}|{event time}`` (s: n/u/p)
+                                           or ``D|{version}|{event time}`` once retracted
 ``P:watermarks``                   hash    ``{topic}:{partition}`` → highest input offset already applied
-``P:inflight:{topic}:{partition}`` string  the last applied batch of that partition: JSON
-                                           ``{"records": {offset: enriched record}, "duplicates": [offset]}``,
-                                           reused when the batch is replayed so Kafka gets what Redis counted
-``P:totals``                       hash    ``reviews``, ``dead_letters`` (bad input), ``duplicates`` (repeated
-                                           review ids), ``sentiment:{label}``, over all products
+``P:topic_ids``                    hash    ``{topic}`` → the Kafka topic id the watermarks belong to
+``P:inflight:{topic}:{partition}`` string  the last applied batch of that partition: JSON ``{"first": offset,
+                                           "records": {offset: published record}, "silent": {offset: state
+                                           address}}``, reused when the batch is replayed so Kafka gets what
+                                           Redis counted (and checked against it: same review, same offset)
+``P:meta``                         hash    ``rebuild`` → the token of a rebuild in progress (workers wait)
+``P:totals``                       hash    ``reviews``, ``dead_letters`` (bad input), ``resends`` (neither new
+                                           nor newer), ``sentiment:{label}``, over all products
 ``P:dlq:redriven``                 hash    ``{topic}:{partition}:{offset}`` of a dead letter's source → JSON
                                            ``{"state": "sending"|"sent", "at", "dlq", "to"}``: what
                                            ``reviews-mtl dlq redrive`` re-published, so each goes at most once
@@ -33,6 +39,8 @@ per-aspect polarity head. Rankings by share or mean are read with a minimum revi
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from reviews_mtl.contracts import ASPECT_NAMES
 
@@ -54,6 +62,28 @@ def watermarks_key(prefix: str) -> str:
 
 def inflight_key(prefix: str, topic: str, partition: int) -> str:
     return f"{prefix}:inflight:{topic}:{partition}"
+
+
+def topic_ids_key(prefix: str) -> str:
+    return f"{prefix}:topic_ids"
+
+
+def meta_key(prefix: str) -> str:
+    return f"{prefix}:meta"
+
+
+def review_state_key(prefix: str, bucket: str) -> str:
+    return f"{prefix}:rev:{bucket}"
+
+
+def review_state_address(product_id: str, review_id: str) -> tuple[str, str]:
+    """Where a review's contribution is kept: (bucket, field) of a 64-bit fingerprint of product + review id.
+
+    Two reviews share a fingerprint with probability about n²/2⁶⁵ (under 0.03 % for 100 million reviews); the
+    later one would then read as a re-send.
+    """
+    digest = hashlib.blake2b(f"{product_id}\x00{review_id}".encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return digest[:4], digest[4:]
 
 
 def totals_key(prefix: str) -> str:

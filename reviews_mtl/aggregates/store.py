@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from reviews_mtl.aggregates import keys
+from reviews_mtl.aggregates.durability import DurabilityWait, wait_durable
 from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
 from reviews_mtl.settings import RedisSettings
 
@@ -26,16 +27,30 @@ _SCRIPT = resources.files("reviews_mtl.aggregates").joinpath("apply_batch.lua").
 
 @dataclass(frozen=True, slots=True)
 class AppliedRecord:
-    """What one enriched review adds to its product's aggregates."""
+    """What one message does to its product's aggregates: a review's contribution, or a delete of one."""
 
     offset: int
     review_id: str
     product_id: str
-    sentiment: str
+    sentiment: str  # "" for a delete
     rating: float
     aspects: Sequence[str]
     seen_at: float
-    enriched: bytes  # the enriched record as produced (JSON), kept for replays
+    enriched: bytes  # the record as published (an enriched record or a retraction, JSON), kept for replays
+    version: int | None = None
+    event_time: float | None = None
+    delete: bool = False
+
+    def payload(self, aspect_bits: dict[str, int]) -> dict[str, Any]:
+        bucket, state_field = keys.review_state_address(self.product_id, self.review_id)
+        return {
+            "o": self.offset, "k": bucket, "f": state_field, "op": "d" if self.delete else "u",
+            "v": "" if self.version is None else str(self.version),
+            "e": "" if self.event_time is None else str(int(self.event_time)),
+            "p": self.product_id, "s": self.sentiment, "r": round(self.rating, 4),
+            "m": sum(aspect_bits[a] for a in self.aspects), "t": int(self.seen_at),
+            "x": self.enriched.decode("utf-8"),
+        }
 
 
 @dataclass(slots=True)
@@ -44,44 +59,72 @@ class PartitionBatch:
 
     topic: str
     partition: int
+    # The offset the worker's consumer started this partition from (its committed offset; -1 unknown) and the
+    # topic's id ("" unknown): the script refuses the batch when Redis is behind Kafka or the topic changed.
+    start: int = -1
+    topic_id: str = ""
+    first: int = -1  # the batch's first offset of this partition
     records: list[AppliedRecord] = field(default_factory=list)
     dead_offsets: list[int] = field(default_factory=list)
-    # Replayed from the previous in-flight copy: not counted again, but kept in the new copy, because
-    # this batch too may be replayed.
-    replayed: dict[int, bytes] = field(default_factory=dict)
-    replayed_duplicates: list[int] = field(default_factory=list)
+    # Published by an earlier attempt of this batch (at or below the watermark): not counted again, but kept in
+    # the new copy, because this batch too may be replayed. ``carried_silent``: re-sends, by state address.
+    carried: dict[int, bytes] = field(default_factory=dict)
+    carried_silent: dict[int, str] = field(default_factory=dict)
+    # Valid reviews the worker failed on (internal errors, dead-lettered) → why: a replay dead-letters them again
+    # with the same reason instead of predicting them (Redis did not count them).
+    failed: dict[int, str] = field(default_factory=dict)
 
-    def payload(self) -> dict[str, Any]:
-        published = [*((o, b) for o, b in self.replayed.items()), *((r.offset, r.enriched) for r in self.records)]
-        inflight = b"{" + b",".join(b'"%d":%s' % (o, enriched) for o, enriched in published) + b"}"
+    def payload(self, aspect_bits: dict[str, int]) -> dict[str, Any]:
         return {
             "topic": self.topic,
             "partition": self.partition,
-            "records": [
-                {"o": r.offset, "i": r.review_id, "p": r.product_id, "s": r.sentiment, "r": r.rating,
-                 "a": list(r.aspects), "t": r.seen_at}
-                for r in self.records
-            ],
+            "start": self.start,
+            "tid": self.topic_id,
+            "first": self.first,
+            "records": [r.payload(aspect_bits) for r in self.records],
             "dead": self.dead_offsets,
-            "carried_duplicates": self.replayed_duplicates,
-            "inflight": inflight.decode("utf-8"),
+            "carried": [[o, b.decode("utf-8")] for o, b in self.carried.items()],
+            "carried_silent": [[o, a] for o, a in self.carried_silent.items()],
+            "failed": [[o, why] for o, why in self.failed.items()],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Why the aggregates of a partition cannot be trusted; nothing of its batch was applied."""
+
+    topic: str
+    partition: int
+    # redis_behind: Redis lacks work Kafka committed; topic_changed: the topic was recreated; rebuild: a rebuild
+    # is running; identity: the message at a replayed offset is not the one Redis counted there.
+    reason: str
+    detail: str = ""
 
 
 class ApplyResult(NamedTuple):
     applied: int
     skipped: int
     dead_letters: int
-    # Offsets whose review_id was already counted for the product, by (topic, partition).
-    duplicates: dict[tuple[str, int], list[int]]
+    # Re-sends (neither new nor newer than what is counted), by (topic, partition): published nowhere.
+    silent: dict[tuple[str, int], list[int]]
+    edits: int = 0
+    deletes: int = 0
+    violations: tuple[Violation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class LastAppliedBatch:
-    """The last applied batch of one partition: what was published, and which offsets were duplicates."""
+    """The last applied batch of one partition: from which offset, what was published, and which offsets were
+    re-sends (by their review's state address, to check a replay's identity)."""
 
+    first: int
     records: dict[int, dict[str, Any]]
-    duplicates: frozenset[int]
+    silent: dict[int, str]
+    failed: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> LastAppliedBatch:
+        return cls(-1, {}, {})
 
 
 class ProductAggregate(BaseModel):
@@ -132,6 +175,10 @@ class AggregateStore:
         self.client = client
         self.prefix = prefix
         self._apply = client.register_script(_SCRIPT)
+        self._aspect_bits = {name: 1 << i for i, name in enumerate(ASPECT_NAMES)}
+        # Set by the worker at start (consumer.app): what to wait for after a batch, before its Kafka commit.
+        self.durability_wait: DurabilityWait | None = None
+        self._options = json.dumps({"aspects": list(ASPECT_NAMES), "lock": ""})
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> AggregateStore:
@@ -139,17 +186,32 @@ class AggregateStore:
 
     # -- write side ---------------------------------------------------------------------------------
 
-    def apply_batch(self, parts: Iterable[PartitionBatch]) -> ApplyResult:
-        """Apply a micro-batch atomically; records at or below a partition's watermark are skipped."""
-        payload = [p.payload() for p in parts if p.records or p.dead_offsets or p.replayed]
+    def apply_batch(self, parts: Iterable[PartitionBatch], *, lock: str = "") -> ApplyResult:
+        """Apply a micro-batch atomically; records at or below a partition's watermark are skipped.
+
+        A part with nothing in it still runs the checks (``start``, ``topic_id``): that is how a worker checks a
+        partition it was just assigned. ``lock`` is the token of a rebuild, the one writer allowed during it.
+        """
+        payload = [p.payload(self._aspect_bits) for p in parts]
         if not payload:
             return ApplyResult(0, 0, 0, {})
-        applied, skipped, dead, dups = cast(list[Any], self._apply(args=[self.prefix, json.dumps(payload)]))
-        duplicates: dict[tuple[str, int], list[int]] = {}
-        for field_name, offsets in json.loads(dups).items():
+        options = self._options if not lock else json.dumps({"aspects": list(ASPECT_NAMES), "lock": lock})
+        raw = cast(bytes, self._apply(args=[self.prefix, json.dumps(payload), options]))
+        doc = json.loads(raw)
+        if self.durability_wait is not None and not doc["violations"] and any(p["records"] or p["dead"]
+                                                                              for p in payload):
+            wait_durable(self.client, self.durability_wait)
+        silent: dict[tuple[str, int], list[int]] = {}
+        for field_name, offsets in doc["silent"].items():
             topic, _, partition = field_name.rpartition(":")
-            duplicates[(topic, int(partition))] = [int(o) for o in offsets]
-        return ApplyResult(int(applied), int(skipped), int(dead), duplicates)
+            silent[(topic, int(partition))] = [int(o) for o in offsets]
+        violations = tuple(
+            Violation(v["topic"], int(v["partition"]), v["reason"],
+                      f"watermark {v['watermark']}" + (f", stored topic id {v['stored']}" if v["stored"] else ""))
+            for v in doc["violations"]
+        )
+        return ApplyResult(int(doc["applied"]), int(doc["skipped"]), int(doc["dead"]), silent,
+                           int(doc["edits"]), int(doc["deletes"]), violations)
 
     def watermarks(self) -> dict[tuple[str, int], int]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.watermarks_key(self.prefix)))
@@ -171,9 +233,13 @@ class AggregateStore:
         """The last batch applied for a partition, reused when that batch is replayed."""
         raw = cast(bytes | None, self.client.get(keys.inflight_key(self.prefix, topic, partition)))
         if not raw:
-            return LastAppliedBatch({}, frozenset())
+            return LastAppliedBatch.empty()
         doc = json.loads(raw)
-        return LastAppliedBatch({int(o): rec for o, rec in doc["records"].items()}, frozenset(doc["duplicates"]))
+        records = {int(o): rec for o, rec in doc["records"].items()}
+        if "first" not in doc:  # written before edits and deletes: duplicates then were dead letters
+            return LastAppliedBatch(min([*records, *doc.get("duplicates", [])], default=-1), records, {})
+        return LastAppliedBatch(int(doc["first"]), records, {int(o): a for o, a in doc["silent"].items()},
+                                {int(o): why for o, why in doc["failed"].items()})
 
     # -- read side ----------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ layout) → ``reading`` (whole-topic reads and scans for tests, benchmarks and t
     └── TopicError                                  a topic could not be created or did not become ready
 """
 
-from reviews_mtl.kafka.admin import DLQ_PARTITIONS, create_topic, ensure_topics, wait_for_broker
+from reviews_mtl.kafka.admin import DLQ_PARTITIONS, create_topic, ensure_topics, topic_id, wait_for_broker
 from reviews_mtl.kafka.clients import client_config, make_admin, make_consumer, make_producer
 from reviews_mtl.kafka.errors import BrokerUnavailableError, KafkaSetupError, TopicError
 from reviews_mtl.kafka.reading import IsolationLevel, end_offsets, read_topic, scan_topic
@@ -29,5 +29,6 @@ __all__ = [
     "make_producer",
     "read_topic",
     "scan_topic",
+    "topic_id",
     "wait_for_broker",
 ]

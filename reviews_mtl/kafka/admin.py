@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 
 # confluent_kafka.admin re-exports these without __all__, which mypy strict reads as private.
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic  # type: ignore[attr-defined]
@@ -128,6 +128,22 @@ def _warn_if_partitions_differ(admin: AdminClient, name: str, partitions: int) -
         logger.warning(
             "topic %s exists with %d partitions, not %d: left as is", name, len(topic.partitions), partitions
         )
+
+
+_NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # the all-zero Uuid, as some brokers (Tansu) answer
+
+
+def topic_id(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> str:
+    """The topic's id (Kafka gives a recreated topic a new one), or "" when the broker does not say or does not
+    answer in time: callers then go without the check it allows."""
+    admin = make_admin(kafka)
+    try:
+        description = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)[topic].result()
+    except (KafkaException, ValueError, TypeError) as exc:
+        logger.debug("no topic id for %s: %s", topic, exc)
+        return ""
+    uuid = str(getattr(description, "topic_id", "") or "")
+    return "" if uuid in ("", _NO_TOPIC_ID) else uuid
 
 
 def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:

@@ -9,6 +9,7 @@ time first, and removes the state file. Both are idempotent.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -72,7 +73,13 @@ def up(
         tansu = start_tansu(kafka_port, kafka_log, detach=True, timeout_s=settings.start_timeout_s)
         records["kafka"] = ProcessRecord.of("kafka", tansu, kafka_log)
         redis_log = state_dir / "redis.log"
-        redis = start_redis(redis_port, state_dir / "redis", redis_log, detach=True, timeout_s=settings.start_timeout_s)
+        # Redis keeps an AOF in the state directory, so a Redis restart while the stack is up loses nothing.
+        # Tansu keeps topics in memory: a new stack starts with empty topics, so with an empty Redis too (old
+        # watermarks would make the new topics' offsets look counted already).
+        redis_dir = state_dir / "redis"
+        shutil.rmtree(redis_dir, ignore_errors=True)
+        redis = start_redis(redis_port, redis_dir, redis_log, appendonly=True, detach=True,
+                            timeout_s=settings.start_timeout_s)
         records["redis"] = ProcessRecord.of("redis", redis, redis_log)
 
         kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{kafka_port}", security_protocol="PLAINTEXT")

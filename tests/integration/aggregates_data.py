@@ -72,8 +72,8 @@ def fill(client: redis.Redis, topic: str = "reviews") -> tuple[AggregateStore, E
         expected.review_count[product] = len(reviews)
         expected.rating_mean[product] = sum(ratings[product]) / len(reviews)
     # Two batches on two partitions, as the worker would apply them.
-    store.apply_batch([PartitionBatch(topic, 0, records[: len(records) // 2])])
-    store.apply_batch([PartitionBatch(topic, 1, records[len(records) // 2 :])])
+    store.apply_batch([PartitionBatch(topic, 0, records=records[: len(records) // 2])])
+    store.apply_batch([PartitionBatch(topic, 1, records=records[len(records) // 2 :])])
     assert set(ASPECT_NAMES) >= {a for c in expected.aspects.values() for a in c}
     return store, expected
 

@@ -158,13 +158,27 @@ def keyed(reviews: Iterable[Review]) -> Iterable[tuple[bytes, bytes]]:
     return ((r.product_id.encode(), r.to_bytes()) for r in reviews)
 
 
+def current_reviews(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """What the enriched topic says is counted now, read in order: the last record of each review, unless a
+    retraction (``op: delete``) came after it. A review's records share its product's partition, so their order
+    in the topic is the order they were applied in."""
+    current: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        key = (r["product_id"], r["review_id"])
+        if r.get("op") == "delete":
+            current.pop(key, None)
+        else:
+            current[key] = r
+    return current
+
+
 def assert_aggregates_match_recount(store: AggregateStore, records: list[dict[str, Any]]) -> None:
-    """Every product's aggregates equal a recount of the enriched topic."""
+    """Every product's aggregates equal a recount of the enriched topic (edits replace, deletes retract)."""
     count: Counter[str] = Counter()
     sentiment: dict[str, Counter[str]] = defaultdict(Counter)
     aspects: dict[str, Counter[str]] = defaultdict(Counter)
     rating: dict[str, float] = defaultdict(float)
-    for r in records:
+    for r in current_reviews(records).values():
         pid = r["product_id"]
         count[pid] += 1
         sentiment[pid][r["sentiment"]["label"]] += 1

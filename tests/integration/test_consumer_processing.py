@@ -105,18 +105,19 @@ def test_replayed_batch_is_a_no_op_and_republishes_what_was_counted(store: Aggre
     assert len(third.enriched) == 7 and third.replayed == 7
 
 
-def test_duplicate_review_id_is_dead_lettered_not_counted(store: AggregateStore) -> None:
+def test_a_resent_review_is_neither_counted_nor_dead_lettered_even_on_replay(store: AggregateStore) -> None:
     proc = BatchProcessor(FakePredictor(), store)
     out1 = proc.process([msg(0, review("same", "P", "fine")), msg(1, review("same", "P", "fine"))])
     out2 = proc.process([msg(2, review("same", "P", "fine"))])
-    assert len(out1.enriched) == 1 and out1.dead_letter_reasons == ["duplicate_review_id"]
-    assert out2.enriched == [] and out2.dead_letter_reasons == ["duplicate_review_id"]
+    assert len(out1.enriched) == 1 and out1.resends == 1 and out1.dead_letters == []
+    assert out2.enriched == [] and out2.resends == 1
     p = store.product("P")
     assert p is not None and p.review_count == 1
-    # A replay of the batch holding the duplicate still dead-letters it, without counting.
+    # A replay of the batch holding the re-send publishes nothing for it again, and counts nothing.
     replay = proc.process([msg(2, review("same", "P", "fine"))])
-    assert replay.dead_letter_reasons == ["duplicate_review_id"]
+    assert replay.enriched == [] and replay.dead_letters == [] and replay.replayed == 0
     assert store.product("P") == p
+    assert store.totals()["resends"] == 2
 
 
 def test_rankings_follow_the_counts(store: AggregateStore) -> None:

@@ -264,7 +264,7 @@ def test_an_enriched_record_kafka_refuses_aborts_the_batch() -> None:
 
 @dataclass
 class FixedProcessor:
-    def process(self, messages: list[InMessage]) -> BatchOutput:
+    def process(self, messages: list[InMessage], starts: object = None, topic_ids: object = None) -> BatchOutput:
         return _batch()
 
 

@@ -1,15 +1,16 @@
-"""BatchProcessor with a fake aggregate store and a fake predictor: one batch in, what goes out, and replays."""
+"""BatchProcessor with an in-memory aggregate store and a fake predictor: one batch in, what goes out, replays,
+edits, deletes and re-sends, and the integrity checks."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.processing import BatchProcessor, InMessage
-from reviews_mtl.aggregates.store import ApplyResult, LastAppliedBatch, PartitionBatch
+from reviews_mtl.aggregates.store import LastAppliedBatch
 from reviews_mtl.contracts import DLQ_HEADER_REASON, DecodeReason, Prediction, SentimentResult
+from tests.fixtures.memory_store import MemoryStore
 
 TOPIC = "reviews"
 
@@ -35,57 +36,16 @@ class FakePredictor:
         ]
 
 
-@dataclass
-class FakeStore:
-    """The AggregateSink protocol in memory, with the Lua script's rules: a record at or below its partition's
-    watermark is skipped, a review_id already counted for its product is a duplicate, and the last applied batch
-    of each partition is kept for replays."""
-
-    watermarks: dict[tuple[str, int], int] = field(default_factory=dict)
-    last_applied: dict[tuple[str, int], LastAppliedBatch] = field(default_factory=dict)
-    counted: set[tuple[str, str]] = field(default_factory=set)
-    applied: list[dict[str, Any]] = field(default_factory=list)
-
-    def watermarks_for(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        return {tp: self.watermarks.get(tp, -1) for tp in partitions}
-
-    def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch:
-        return self.last_applied.get((topic, partition), LastAppliedBatch({}, frozenset()))
-
-    def apply_batch(self, parts: Sequence[PartitionBatch]) -> ApplyResult:
-        applied = skipped = dead = 0
-        duplicates: dict[tuple[str, int], list[int]] = {}
-        for part in parts:
-            tp = (part.topic, part.partition)
-            mark = self.watermarks.get(tp, -1)
-            if any(o <= mark for o in [*(r.offset for r in part.records), *part.dead_offsets]):
-                skipped += 1
-                continue
-            kept = dict(part.replayed)
-            for record in part.records:
-                kept[record.offset] = record.enriched
-                key = (record.product_id, record.review_id)
-                if key in self.counted:
-                    duplicates.setdefault(tp, []).append(record.offset)
-                    continue
-                self.counted.add(key)
-                self.applied.append(json.loads(record.enriched))
-                applied += 1
-            dead += len(part.dead_offsets)
-            offsets = [*kept, *part.dead_offsets]
-            if offsets:
-                self.watermarks[tp] = max(offsets)
-            dups = frozenset([*duplicates.get(tp, []), *part.replayed_duplicates])
-            self.last_applied[tp] = LastAppliedBatch({o: json.loads(b) for o, b in kept.items()}, dups)
-        return ApplyResult(applied, skipped, dead, duplicates)
-
-
-def _review(review_id: str, product_id: str = "p1", title: str | None = None) -> bytes:
+def _review(review_id: str, product_id: str = "p1", title: str | None = None, **extra: Any) -> bytes:
     obj: dict[str, Any] = {"review_id": review_id, "product_id": product_id, "text": "works fine"}
     obj["timestamp"] = 1_700_000_000.0
     if title is not None:
         obj["title"] = title
-    return json.dumps(obj).encode()
+    return json.dumps({**obj, **extra}).encode()
+
+
+def _ids(out: Any) -> list[str]:
+    return [json.loads(r.value or b"")["review_id"] for r in out.enriched]
 
 
 def _messages(values: Sequence[bytes | None], partition: int = 0, start: int = 0) -> list[InMessage]:
@@ -98,7 +58,7 @@ def _reason(record: Any) -> str:
 
 
 def test_a_batch_is_predicted_applied_and_published_with_its_dead_letters() -> None:
-    predictor, store = FakePredictor(), FakeStore()
+    predictor, store = FakePredictor(), MemoryStore()
     processor = BatchProcessor(predictor, store, clock=lambda: 1000.0)
     out = processor.process(_messages([_review("r1", title="Nice"), b"{not json", _review("r2", "p2")]))
 
@@ -118,7 +78,7 @@ def test_a_batch_is_predicted_applied_and_published_with_its_dead_letters() -> N
 
 
 def test_a_replayed_batch_is_republished_from_the_store_not_predicted_again() -> None:
-    predictor, store = FakePredictor(), FakeStore()
+    predictor, store = FakePredictor(), MemoryStore()
     processor = BatchProcessor(predictor, store)
     batch = _messages([_review("r1"), _review("r2")])
     first = processor.process(batch)
@@ -133,20 +93,100 @@ def test_a_replayed_batch_is_republished_from_the_store_not_predicted_again() ->
     assert again.dead_letters == []
 
 
-def test_a_review_id_counted_before_is_a_dead_letter() -> None:
-    store = FakeStore()
+def test_a_resent_review_is_counted_in_a_metric_not_dead_lettered_nor_published() -> None:
+    store = MemoryStore()
     processor = BatchProcessor(FakePredictor(), store)
     processor.process(_messages([_review("r1")]))
     out = processor.process(_messages([_review("r1"), _review("r3")], start=1))
 
-    assert [json.loads(r.value or b"")["review_id"] for r in out.enriched] == ["r3"]
-    assert [_reason(r) for r in out.dead_letters] == [DecodeReason.DUPLICATE_REVIEW_ID.value]
+    assert _ids(out) == ["r3"]
+    assert out.dead_letters == [] and out.resends == 1
     assert out.next_offsets == {(TOPIC, 0): 3}
+    assert len(store.counted) == 2
+
+
+def test_an_edit_with_a_higher_version_replaces_the_review_and_an_older_one_is_a_resend() -> None:
+    store = MemoryStore()
+    processor = BatchProcessor(FakePredictor(), store)
+    processor.process(_messages([_review("r1", version=1)]))
+    out = processor.process(_messages([_review("r1", version=2), _review("r1", version=1)], start=1))
+
+    assert _ids(out) == ["r1"] and out.edits == 1 and out.resends == 1
+    assert json.loads(out.enriched[0].value or b"")["version"] == 2
+    assert store.counted[("p1", "r1")]["version"] == 2
+
+
+def test_a_delete_retracts_the_review_and_is_published_as_a_retraction() -> None:
+    store = MemoryStore()
+    processor = BatchProcessor(FakePredictor(), store)
+    processor.process(_messages([_review("r1"), _review("r2")]))
+    delete = json.dumps({"op": "delete", "review_id": "r1", "product_id": "p1"}).encode()
+    out = processor.process(_messages([delete, delete], start=2))
+
+    assert out.deletes == 1 and out.resends == 1 and out.dead_letters == []
+    record = json.loads(out.enriched[0].value or b"")
+    assert record["op"] == "delete" and record["review_id"] == "r1" and record["source"]["offset"] == 2
+    assert set(store.counted) == {("p1", "r2")}
 
 
 def test_partitions_are_kept_apart() -> None:
-    store = FakeStore()
+    store = MemoryStore()
     processor = BatchProcessor(FakePredictor(), store)
     out = processor.process([*_messages([_review("a")], partition=0), *_messages([_review("b", "p2")], partition=3)])
     assert out.next_offsets == {(TOPIC, 0): 1, (TOPIC, 3): 1}
     assert store.watermarks == {(TOPIC, 0): 0, (TOPIC, 3): 0}
+
+
+def test_a_replay_whose_copy_is_of_another_review_is_an_identity_violation() -> None:
+    store = MemoryStore()
+    processor = BatchProcessor(FakePredictor(), store)
+    processor.process(_messages([_review("r1"), _review("r2")]))
+    # The same offsets now hold other reviews (a recreated topic without ids, another cluster).
+    out = processor.process(_messages([_review("x1"), _review("x2")]))
+
+    assert [(v.partition, v.reason) for v in out.violations] == [(0, "identity")]
+    assert out.enriched == [] and out.dead_letters == []
+    assert len(store.counted) == 2
+
+
+def test_messages_older_than_the_last_applied_batch_are_skipped_and_reported() -> None:
+    store = MemoryStore()
+    processor = BatchProcessor(FakePredictor(), store)
+    processor.process(_messages([_review("r1"), _review("r2")]))
+    processor.process(_messages([_review("r3")], start=2))
+    predicted = len(processor.predictor.texts)  # type: ignore[attr-defined]
+    out = processor.process(_messages([_review("r1"), _review("r2"), _review("r3"), _review("r4")]))  # a reset
+
+    assert out.below_watermark == {(TOPIC, 0): 2}
+    assert _ids(out) == ["r3", "r4"] and out.replayed == 1
+    assert len(processor.predictor.texts) == predicted + 1  # type: ignore[attr-defined]
+
+
+def test_a_store_that_refuses_the_batch_gets_nothing_published() -> None:
+    store = MemoryStore()
+    processor = BatchProcessor(FakePredictor(), store)
+    processor.process(_messages([_review("r1")]))
+    # Kafka committed up to offset 5, Redis holds up to 0: a snapshot restored, say.
+    out = processor.process(_messages([_review("r5")], start=5), starts={(TOPIC, 0): 5})
+
+    assert [(v.partition, v.reason) for v in out.violations] == [(0, "redis_behind")]
+    assert out.enriched == [] and ("p1", "r5") not in store.counted
+
+
+def test_a_review_the_worker_failed_on_is_dead_lettered_again_on_replay_not_predicted() -> None:
+    class Breaks(FakePredictor):
+        def predict(self, texts: Sequence[str]) -> list[Prediction]:
+            if any("poison" in t for t in texts):
+                raise RuntimeError("tokenizer failed")
+            return super().predict(texts)
+
+    store = MemoryStore()
+    processor = BatchProcessor(Breaks(), store)
+    poison = json.dumps({"review_id": "bad", "product_id": "p1", "text": "poison"}).encode()
+    first = processor.process(_messages([_review("r1"), poison]))
+    processor.predictor = FakePredictor()  # fixed meanwhile: still, what was counted stays what is published
+    again = processor.process(_messages([_review("r1"), poison]))
+
+    assert [_reason(r) for r in first.dead_letters] == [_reason(r) for r in again.dead_letters] == ["internal_error"]
+    assert _ids(again) == ["r1"] and again.replayed == 1
+    assert store.last_applied[(TOPIC, 0)] != LastAppliedBatch.empty()

@@ -82,6 +82,7 @@ def _worker(consumer: ScriptedConsumer) -> Worker:
     worker = Worker(consumer, None, None, WorkerMetrics.create(CollectorRegistry()),  # type: ignore[arg-type]
                     WorkerOptions("in", 100, 0.05, 5.0))
     worker._on_assign(consumer, [TopicPartition("in", 0), TopicPartition("in", 1)])  # type: ignore[arg-type]
+    worker.unchecked.clear()  # as if checked (tests/unit/test_consumer_integrity.py covers the checks)
     return worker
 
 

@@ -13,10 +13,13 @@ from reviews_mtl.contracts import (
     DecodeFailure,
     DecodeReason,
     EnrichedRecord,
+    Retraction,
     Review,
     SentimentResult,
     SourceCoordinates,
     decode_review,
+    supersedes,
+    validate_review_object,
 )
 
 GOOD = {"review_id": "r1", "product_id": "p1", "text": "Works fine."}
@@ -129,7 +132,7 @@ def test_enriched_record_validates_rating_range() -> None:
         EnrichedRecord(rating=5.5, **base)
 
 
-def _review(**fields: object) -> Review | DecodeFailure:
+def _review(**fields: object) -> Review | Retraction | DecodeFailure:
     return decode_review(json.dumps({"review_id": "r1", "product_id": "p1", "text": "fine", **fields}).encode())
 
 
@@ -154,3 +157,36 @@ def test_implausible_or_zoneless_timestamps_are_refused() -> None:
         failure = _review(timestamp=bad)
         assert isinstance(failure, DecodeFailure), bad
         assert "timestamp" in failure.detail
+
+
+def test_a_delete_needs_only_the_ids_and_becomes_a_retraction() -> None:
+    raw = json.dumps({"op": "delete", "review_id": "r1", "product_id": "p1", "version": 3}).encode()
+    result = decode_review(raw)
+    assert isinstance(result, Retraction) and (result.review_id, result.product_id, result.version) == ("r1", "p1", 3)
+    missing = decode_review(json.dumps({"op": "delete", "review_id": "r1"}).encode())
+    assert isinstance(missing, DecodeFailure) and missing.reason is DecodeReason.MISSING_PRODUCT_ID
+    unknown = _review(op="purge")
+    assert isinstance(unknown, DecodeFailure) and unknown.reason is DecodeReason.INVALID_FIELD
+    assert isinstance(validate_review_object({"op": "delete", "review_id": "r", "product_id": "p"}), DecodeFailure)
+
+
+def test_a_version_is_a_non_negative_integer() -> None:
+    ok = _review(version=2)
+    assert isinstance(ok, Review) and ok.version == 2
+    assert isinstance(_review(version=-1), DecodeFailure)
+    assert isinstance(_review(version="2"), DecodeFailure)
+
+
+@pytest.mark.parametrize(("new", "old", "expected"), [
+    ((2, None), (1, None), True),
+    ((1, None), (1, None), False),
+    ((1, None), (2, 10.0), False),
+    ((None, 20.0), (None, 10.0), True),
+    ((None, 10.9), (None, 10.0), False),  # whole seconds, as the script stores them
+    ((2, 5.0), (None, 10.0), False),  # a version against none: not comparable, a re-send
+    ((None, None), (None, None), False),
+])
+def test_supersedes_orders_by_version_then_by_event_time(
+    new: tuple[int | None, float | None], old: tuple[int | None, float | None], expected: bool
+) -> None:
+    assert supersedes(new[0], new[1], old[0], old[1]) is expected

@@ -14,8 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer.processing import BatchProcessor, InMessage
-from reviews_mtl.aggregates.store import ApplyResult, LastAppliedBatch, PartitionBatch
-from reviews_mtl.contracts import DecodeFailure, Prediction, Review, SentimentResult, decode_review
+from reviews_mtl.aggregates.store import ApplyResult, PartitionBatch
+from reviews_mtl.contracts import (
+    ASPECT_NAMES,
+    DecodeFailure,
+    Prediction,
+    Retraction,
+    Review,
+    SentimentResult,
+    decode_review,
+)
+from tests.fixtures.memory_store import MemoryStore
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
@@ -27,7 +36,8 @@ REVIEWISH = st.fixed_dictionaries(
     {"review_id": HOSTILE_TEXT, "product_id": HOSTILE_TEXT, "text": HOSTILE_TEXT},
     optional={"title": FIELD_VALUES, "rating": FIELD_VALUES, "timestamp": FIELD_VALUES | st.sampled_from(
         ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59+14:00"]),
-        "schema_version": FIELD_VALUES, "verified": FIELD_VALUES, "category": FIELD_VALUES},
+        "schema_version": FIELD_VALUES, "verified": FIELD_VALUES, "category": FIELD_VALUES,
+        "version": FIELD_VALUES | st.integers(0, 3), "op": FIELD_VALUES | st.sampled_from(["upsert", "delete"])},
 )
 
 
@@ -36,11 +46,11 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode("ascii")
 
 
-def _check_decoded(result: Review | DecodeFailure) -> None:
-    assert isinstance(result, (Review, DecodeFailure))
-    if isinstance(result, Review):
-        # What the worker does with a valid review must work for it too: keys, Redis strings, JSON out.
-        for value in (result.review_id, result.product_id, result.text):
+def _check_decoded(result: Review | Retraction | DecodeFailure) -> None:
+    assert isinstance(result, (Review, Retraction, DecodeFailure))
+    if not isinstance(result, DecodeFailure):
+        # What the worker does with a valid message must work for it too: keys, Redis strings, JSON out.
+        for value in (result.review_id, result.product_id, result.text if isinstance(result, Review) else ""):
             value.encode("utf-8")
 
 
@@ -75,23 +85,14 @@ class FakePredictor:
                 for _ in texts]
 
 
-class CountingStore:
-    """Applies nothing; remembers what it was asked to count."""
+class SerializingStore(MemoryStore):
+    """The in-memory store, checking that what the real store would send to Redis serializes."""
 
-    def __init__(self) -> None:
-        self.counted: list[tuple[str, int, int]] = []
-
-    def watermarks_for(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        return {}
-
-    def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch:
-        return LastAppliedBatch({}, frozenset())
-
-    def apply_batch(self, parts: Sequence[PartitionBatch]) -> ApplyResult:
+    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "") -> ApplyResult:
+        bits = {name: 1 << i for i, name in enumerate(ASPECT_NAMES)}
         for part in parts:
-            json.dumps(part.payload())  # what the store sends to Redis must serialize
-            self.counted += [(part.topic, part.partition, r.offset) for r in part.records]
-        return ApplyResult(sum(len(p.records) for p in parts), 0, 0, {})
+            json.dumps(part.payload(bits))
+        return super().apply_batch(parts, lock=lock)
 
 
 VALUES = st.binary(max_size=300) | JSON_VALUES.map(_dumps) | REVIEWISH.map(_dumps) \
@@ -102,12 +103,12 @@ VALUES = st.binary(max_size=300) | JSON_VALUES.map(_dumps) | REVIEWISH.map(_dump
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(st.none() | VALUES, min_size=1, max_size=12))
 def test_any_batch_becomes_records_or_dead_letters_never_an_exception(values: list[bytes | None]) -> None:
-    store = CountingStore()
+    store = SerializingStore()
     messages = [InMessage("in", 0, offset, b"k", value) for offset, value in enumerate(values)]
     out = BatchProcessor(FakePredictor(), store).process(messages)
-    # Every message is accounted for exactly once: enriched (and counted) or dead-lettered.
-    assert len(out.enriched) + len(out.dead_letters) == len(messages)
-    assert len(store.counted) == len(out.enriched)
+    # Every message is accounted for exactly once: published (and applied), dead-lettered, or a re-send.
+    assert len(out.enriched) + len(out.dead_letters) + out.resends == len(messages)
+    assert len(store.applied) == len(out.enriched)
     for rec in out.enriched:
         json.loads(rec.value or b"")
     assert out.next_offsets == {("in", 0): len(messages)}
