@@ -92,9 +92,12 @@ class KafkaOutput:
 
     def abort(self) -> None:
         """Abort an open transaction (after a failure that requires it); idempotent."""
+        self._abort(self.timeout_s)
+
+    def _abort(self, timeout_s: float) -> None:
         if self.transactional and self._in_transaction:
             try:
-                self.producer.abort_transaction(self.timeout_s)
+                self.producer.abort_transaction(timeout_s)
             except KafkaException as exc:
                 raise _classify(exc, "abort_transaction") from exc
             finally:
@@ -117,13 +120,14 @@ class KafkaOutput:
         log.warning("producer replaced after a fatal error (%d in the last minute)", len(self._resets))
         return True
 
-    def close(self) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         if self._in_transaction:
             try:
-                self.abort()
+                self._abort(timeout)
             except OutputError as exc:
                 log.warning("could not abort the open transaction on close: %s", exc)
-        self.producer.flush(self.timeout_s)
+        self.producer.flush(timeout)
 
     # -- internals --------------------------------------------------------------------------------------
 

@@ -87,6 +87,10 @@ class Worker:
         self.epochs: dict[tuple[str, int], int] = {}
         self._batch_epochs: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
+        self._stop_requested_at: float | None = None
+        # False when leaving the group did not finish within the drain bound (the broker away): the process may
+        # then exit without waiting for its clients.
+        self.closed_cleanly = True
         self.heartbeat = clock()
         self.degraded_reason: str | None = None
         self.stuck_reason: str | None = None
@@ -109,6 +113,8 @@ class Worker:
 
     def request_stop(self) -> None:
         """Finish the batch in hand, then leave the group (safe from a signal handler)."""
+        if not self._stop.is_set():
+            self._stop_requested_at = self.clock()
         self._stop.set()
 
     @property
@@ -152,12 +158,23 @@ class Worker:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def _close(self) -> None:
-        # Everything processed is committed batch by batch, so leaving the group commits nothing new.
+        """Leave the group within what is left of the drain bound. Everything processed is committed batch by
+        batch, so leaving commits nothing new; with the broker away, closing may not finish, and need not: the
+        group notices the missing member after its session timeout, and the batch in hand is replayed."""
+        since = self.clock() - self._stop_requested_at if self._stop_requested_at is not None else 0.0
+        budget = max(1.0, self.options.drain_timeout_s - since - 1.0)
         try:
-            self.output.close()
-        finally:
-            self.consumer.close()
-        log.info("worker stopped")
+            self.output.close(timeout_s=budget / 2)
+        except Exception as exc:  # closing must never turn a drain into a crash
+            log.warning("closing the producer failed: %s", exc)
+        closer = threading.Thread(target=self.consumer.close, name="consumer-close", daemon=True)
+        closer.start()
+        closer.join(budget / 2)
+        self.closed_cleanly = not closer.is_alive()
+        if self.closed_cleanly:
+            log.info("worker stopped")
+        else:
+            log.warning("worker stopped without leaving the group cleanly (broker unreachable?)")
 
     # -- rebalance callbacks (run inside consume/poll) -------------------------------------------------
 
@@ -301,6 +318,11 @@ class Worker:
                     self._abort(messages)
                     self.metrics.aborted_transactions.inc()
                     return False
+                if self.stopping:
+                    # Draining while Kafka is away: give the batch up (Redis has it; whoever reads the partition
+                    # next replays it from Redis's copy) rather than outlive the drain bound.
+                    self._abort_quietly()
+                    return False
                 if self._wait(messages, backoff) != messages:
                     # A partition was revoked while the commit was pending: this transaction can no
                     # longer be committed safely. Abort it and rewind the partitions still held, whose
@@ -319,6 +341,12 @@ class Worker:
             self._replace_producer(messages, exc)
             return
         self._rewind(messages)
+
+    def _abort_quietly(self) -> None:
+        try:
+            self.output.abort()
+        except OutputError as exc:
+            log.info("could not abort the open transaction while stopping (%s): the broker aborts it", exc)
 
     def _replace_producer(self, messages: list[InMessage], cause: OutputError) -> None:
         """A new producer under the same transactional id (its epoch fences the old one), then a replay from

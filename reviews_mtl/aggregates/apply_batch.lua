@@ -131,11 +131,13 @@ for i, part in ipairs(batch) do
   for _, c in ipairs(part.carried) do published[#published + 1] = '"' .. string.format('%d', c[1]) .. '":' .. c[2] end
   for _, c in ipairs(part.carried_silent) do silent[#silent + 1] = '"' .. string.format('%d', c[1]) .. '":"' .. c[2] .. '"' end
   local part_silent = {}
+  local part_new = 0
   for _, r in ipairs(part.records) do
     if r.o <= wm then
       skipped = skipped + 1
     else
       any_new = true
+      part_new = part_new + 1
       if r.o > high then high = r.o end
       local state_key = prefix .. ':rev:' .. r.k
       local old = redis.call('HGET', state_key, r.f)
@@ -155,6 +157,7 @@ for i, part in ipairs(batch) do
                        tonumber(old_f[2]), tonumber(old_f[3]), -1)
           end
           redis.call('HSET', state_key, r.f, 'D|' .. r.v .. '|' .. r.e)
+          redis.call('HINCRBY', totals_key, 'deletes', 1)
           deletes = deletes + 1
         end
       else
@@ -163,6 +166,7 @@ for i, part in ipairs(batch) do
           if counted then
             contribute(r.p, LABELS[string.sub(old_f[1], 1, 1)], tonumber(string.sub(old_f[1], 2)),
                        tonumber(old_f[2]), tonumber(old_f[3]), -1)
+            redis.call('HINCRBY', totals_key, 'edits', 1)
             edits = edits + 1
           else
             applied = applied + 1
@@ -195,6 +199,7 @@ for i, part in ipairs(batch) do
   end
   if part_dead > 0 then redis.call('HINCRBY', totals_key, 'dead_letters', part_dead) end
   dead = dead + part_dead
+  if part_new + part_dead > 0 then redis.call('HINCRBY', totals_key, 'messages', part_new + part_dead) end
   if high > wm then redis.call('HSET', wm_key, field, string.format('%d', high)) end
   if part.tid ~= '' then redis.call('HSETNX', tid_key, part.topic, part.tid) end
   -- Keep what this batch published, so a replay publishes exactly what was counted here.

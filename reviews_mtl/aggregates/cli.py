@@ -1,5 +1,5 @@
-"""``reviews-mtl aggregates``: read the per-product aggregates in Redis (``show``, ``top``, ``products``)
-and serve them over HTTP with a small live page (``serve``).
+"""``reviews-mtl aggregates``: read the per-product aggregates in Redis (``show``, ``top``, ``products``),
+serve them over HTTP with a small live page (``serve``), and repair them (``rebuild``, ``reset-topic``).
 
 Redis comes from ``--redis-url`` or ``REDIS_URL`` (password also ``REDIS_PASSWORD``; key prefix
 ``REDIS_KEY_PREFIX``). Exit codes: 0 found; 1 unknown product or Redis unreachable; 2 a bad option.
@@ -12,6 +12,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from reviews_mtl.aggregates.repair_cli import register_repair
 from reviews_mtl.cli_args import port_number
 from reviews_mtl.settings import ApiSettings
 from reviews_mtl.terminal import escape_for_terminal
@@ -75,6 +76,8 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=port_number, default=api.port, help="env REVIEWS_API_PORT (default 8080)")
     serve.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
     serve.set_defaults(func=_serve)
+
+    register_repair(sub)
 
 
 def _store(args: argparse.Namespace) -> AggregateStore:

@@ -27,8 +27,9 @@ key                                type    content
                                            address}}``, reused when the batch is replayed so Kafka gets what
                                            Redis counted (and checked against it: same review, same offset)
 ``P:meta``                         hash    ``rebuild`` → the token of a rebuild in progress (workers wait)
-``P:totals``                       hash    ``reviews``, ``dead_letters`` (bad input), ``resends`` (neither new
-                                           nor newer), ``sentiment:{label}``, over all products
+``P:totals``                       hash    ``reviews`` (counted now), ``sentiment:{label}``, ``edits``,
+                                           ``deletes``, ``resends`` (neither new nor newer), ``dead_letters`` (bad
+                                           input), ``messages`` (every input message applied, whatever it was)
 ``P:dlq:redriven``                 hash    ``{topic}:{partition}:{offset}`` of a dead letter's source → JSON
                                            ``{"state": "sending"|"sent", "at", "dlq", "to"}``: what
                                            ``reviews-mtl dlq redrive`` re-published, so each goes at most once
@@ -62,6 +63,11 @@ def watermarks_key(prefix: str) -> str:
 
 def inflight_key(prefix: str, topic: str, partition: int) -> str:
     return f"{prefix}:inflight:{topic}:{partition}"
+
+
+def inflight_pattern(prefix: str, topic: str) -> str:
+    """SCAN pattern of a topic's last-batch copies (topic names hold no glob characters: [a-zA-Z0-9._-])."""
+    return f"{prefix}:inflight:{topic}:*"
 
 
 def topic_ids_key(prefix: str) -> str:
@@ -100,6 +106,13 @@ def source_field(topic: str, partition: int, offset: int) -> str:
 
 def partition_field(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+def derived_key_patterns(prefix: str) -> tuple[str, ...]:
+    """SCAN patterns of every key the workers derive from Kafka: what a rebuild deletes and recomputes (not
+    ``P:meta``, nor the re-drive ledger ``P:dlq:redriven``, which records what was sent, not what was counted)."""
+    return (f"{prefix}:product:*", f"{prefix}:rank:*", f"{prefix}:rev:*", f"{prefix}:inflight:*",
+            watermarks_key(prefix), topic_ids_key(prefix), totals_key(prefix))
 
 
 def valid_rankings() -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reviews_mtl.contracts import MAX_TEXT_BYTES, Review
+from reviews_mtl.contracts import MAX_TEXT_BYTES, Retraction, Review
 from reviews_mtl.kafka import read_topic
 from tests.integration.consumer_harness import Pipeline, assert_aggregates_match_recount, keyed, make_reviews
 
@@ -98,10 +98,16 @@ class FaultRun:
     name: str
     reviews: list[Review] = field(default_factory=list)
     bad: list[tuple[bytes | None, str]] = field(default_factory=list)
+    # Every other class of input, mixed into the stream: an edit (a later version of a review), a delete, and
+    # an exact re-send, each after the review it is about.
+    edits: list[Review] = field(default_factory=list)
+    deletes: list[Retraction] = field(default_factory=list)
+    resends: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def load(self, n: int = REVIEWS, with_bad: bool = True, products: int = 60) -> None:
-        """Pre-load the input topic: n valid reviews, the bad catalogue spread through, one duplicate."""
+        """Pre-load the input topic: n valid reviews, the bad catalogue spread through, an edit, a delete and
+        a re-send."""
         self.reviews = make_reviews(n, products=products)
         values: list[tuple[bytes | None, bytes | None]] = list(keyed(self.reviews))
         if with_bad:
@@ -109,37 +115,45 @@ class FaultRun:
             step = max(1, n // (len(self.bad) + 1))
             for i, (raw, _) in enumerate(self.bad):
                 values.insert((i + 1) * step, (b"pbad", raw))
-            dup = self.reviews[n // 3]
-            values.append((dup.product_id.encode(), dup.to_bytes()))
-            self.bad.append((dup.to_bytes(), "duplicate_review_id"))
+            edited, deleted, resent = self.reviews[n // 4], self.reviews[n // 5], self.reviews[n // 3]
+            edit = edited.model_copy(update={"text": edited.text + " Update: it broke.",
+                                             "timestamp": (edited.timestamp or 0) + 60})
+            delete = Retraction(review_id=deleted.review_id, product_id=deleted.product_id)
+            self.edits, self.deletes, self.resends = [edit], [delete], 1
+            later = len(values) * 2 // 3  # well after the reviews they are about, in the same partitions
+            for record in (resent, edit, delete):
+                values.insert(later, (record.product_id.encode(), record.to_bytes()))
         self.pipe.produce(values)
 
     @property
     def expected_messages(self) -> int:
-        return len(self.reviews) + len(self.bad)
+        return len(self.reviews) + len(self.bad) + len(self.edits) + len(self.deletes) + self.resends
 
     def processed(self) -> int:
-        totals = self.pipe.store.totals()
-        return sum(totals.get(k, 0) for k in ("reviews", "dead_letters", "duplicates"))
+        """Input messages applied, whatever they were (counted, edited, retracted, re-sent, dead-lettered)."""
+        return self.pipe.store.totals().get("messages", 0)
 
     def wait_done(self, timeout_s: float = 900.0) -> None:
         self.pipe.wait_until(lambda: self.processed() >= self.expected_messages, timeout_s, "every message")
-        self.pipe.wait_until(lambda: len(self.pipe.enriched_records()) >= len(self.reviews), 120,
-                             "the committed output")
+        expected_out = len(self.reviews) + len(self.edits) + len(self.deletes)
+        self.pipe.wait_until(lambda: len(self.pipe.enriched_records()) >= expected_out, 120, "the committed output")
 
     def check(self, monitor: Monitor | None = None) -> dict[str, Any]:
         """The invariants; returns the row of the report table."""
         records = self.pipe.enriched_records()
-        ids = Counter(r["review_id"] for r in records)
-        sent_ids = {r.review_id for r in self.reviews}
-        lost = len(sent_ids - set(ids))
-        duplicated = sum(c - 1 for c in ids.values() if c > 1)
+        # Each review and each edit exactly once (by id and version time), each delete exactly once.
+        expected = Counter((r.review_id, int(r.timestamp or 0)) for r in [*self.reviews, *self.edits])
+        got = Counter((r["review_id"], int(r.get("timestamp") or 0)) for r in records if r.get("op") != "delete")
+        retracted = Counter(r["review_id"] for r in records if r.get("op") == "delete")
+        lost = sum((expected - got).values())
+        duplicated = sum((got - expected).values())
         dead = self.pipe.dead_letters()
         reasons = Counter(d.reason for d in dead)
         row = {
             "fault": self.name,
             "sent": self.expected_messages,
             "enriched": len(records),
+            "resent": self.resends,
             "dead_lettered": len(dead),
             "lost": lost,
             "duplicated": duplicated,
@@ -151,8 +165,11 @@ class FaultRun:
             fh.write(json.dumps(row) + "\n")
         print(f"\nFAULT REPORT {json.dumps(row)}")
         assert lost == 0 and duplicated == 0, row
-        assert set(ids) == sent_ids, row
+        assert retracted == Counter(d.review_id for d in self.deletes), (retracted, row)
         assert reasons == Counter(reason for _, reason in self.bad), (reasons, row)
+        totals = self.pipe.store.totals()
+        assert (totals.get("resends", 0), totals.get("edits", 0), totals.get("deletes", 0)) == (
+            self.resends, len(self.edits), len(self.deletes)), totals
         assert_aggregates_match_recount(self.pipe.store, records)
         # Watermarks reach the last offset of every input partition. (Read, not asked: Tansu 0.6 answers
         # ListOffsets for the high watermark with 1.)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reviews_mtl.contracts import Retraction
 from reviews_mtl.settings import KafkaSettings
 from tests.integration.consumer_harness import Pipeline, assert_aggregates_match_recount, keyed, make_reviews
 
@@ -42,33 +43,39 @@ def test_every_review_enriched_once_and_bad_ones_dead_lettered(
     pipe = Pipeline(kafka_settings, redis_url, demo_model_dir)
     reviews = make_reviews(400)
     values: list[tuple[bytes, bytes | None]] = list(keyed(reviews))
-    # Bad messages spread through the stream, plus one duplicate review_id.
+    # Bad messages spread through the stream; then an exact re-send, an edit (a later event time) and a delete.
     for i, (raw, _) in enumerate(BAD_INPUTS):
         values.insert(30 * i + 7, (b"p1", raw))
-    values.append((b"p3", reviews[3].to_bytes()))
+    later = (reviews[5].timestamp or 0) + 60
+    edit = reviews[5].model_copy(update={"text": "Changed my mind: it broke.", "timestamp": later})
+    delete = Retraction(review_id=reviews[7].review_id, product_id=reviews[7].product_id)
+    for record in (reviews[3], edit, delete):
+        values.append((record.product_id.encode(), record.to_bytes()))
     pipe.produce(values)
     pipe.start_worker()
     try:
-        expected_dead = len(BAD_INPUTS) + 1
-        pipe.wait_until(lambda: pipe.store.totals().get("reviews", 0) >= 400
-                        and pipe.store.totals().get("dead_letters", 0) >= len(BAD_INPUTS), 240, "all reviews")
+        pipe.wait_until(lambda: pipe.store.totals().get("messages", 0) >= len(values), 240, "every message")
         # Committed output lags Redis by at most one transaction.
-        pipe.wait_until(lambda: len(pipe.enriched_records()) >= 400 and len(pipe.dead_letters()) >= expected_dead,
+        pipe.wait_until(lambda: len(pipe.enriched_records()) >= 402 and len(pipe.dead_letters()) >= len(BAD_INPUTS),
                         60, "committed output")
     finally:
         codes = pipe.stop_all()
     assert codes == [0], pipe.tail_logs()  # SIGTERM drains and exits 0
 
     records = pipe.enriched_records()
-    ids = Counter(r["review_id"] for r in records)
-    assert len(records) == 400 and set(ids) == {r.review_id for r in reviews} and max(ids.values()) == 1
+    ids = Counter(r["review_id"] for r in records if r.get("op") != "delete")
+    assert len(records) == 402 and set(ids) == {r.review_id for r in reviews}
+    assert ids[reviews[5].review_id] == 2 and max(ids.values()) == 2 and sum(ids.values()) == 401
+    assert [r["review_id"] for r in records if r.get("op") == "delete"] == [reviews[7].review_id]
+    totals = pipe.store.totals()
+    assert (totals["resends"], totals["edits"], totals["deletes"], totals["reviews"]) == (1, 1, 1, 399)
     first = records[0]
     assert {"sentiment", "rating", "aspects", "aspects_detected", "model_name", "model_version", "source"} <= set(first)
     assert 1.0 <= first["rating"] <= 5.0 and first["sentiment"]["label"] in ("negative", "neutral", "positive")
 
     dead = pipe.dead_letters()
     reasons = Counter(d.reason for d in dead)
-    assert reasons == Counter([r for _, r in BAD_INPUTS] + ["duplicate_review_id"])
+    assert reasons == Counter(r for _, r in BAD_INPUTS)
     bad_by_reason = {reason: raw for raw, reason in BAD_INPUTS}
     for d in dead:
         if d.reason in bad_by_reason:

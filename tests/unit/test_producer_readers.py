@@ -17,6 +17,12 @@ from producer.records import InvalidRecord, Record, ValidRecord
 from reviews_mtl.contracts import MAX_TEXT_BYTES, DecodeReason, Review
 
 
+def _reviews(valid: list[ValidRecord]) -> list[Review]:
+    out = [v.review for v in valid]
+    assert all(isinstance(r, Review) for r in out)
+    return [r for r in out if isinstance(r, Review)]
+
+
 def _split(records: list[Record]) -> tuple[list[ValidRecord], list[InvalidRecord]]:
     valid = [r for r in records if isinstance(r, ValidRecord)]
     invalid = [r for r in records if isinstance(r, InvalidRecord)]
@@ -95,7 +101,7 @@ def test_csv_coerces_types_and_reports_bad_rows(tmp_path: Path) -> None:
     valid, invalid = _split(list(read_records([path])))
 
     assert [(v.line, v.review.review_id) for v in valid] == [(2, "r1"), (3, "r2")]
-    r1, r2 = (v.review for v in valid)
+    r1, r2 = _reviews(valid)
     assert r1.rating == 4 and r1.verified is True and r1.timestamp == 1714557600.0 and r1.title is None
     assert r2.rating == 4 and r2.verified is False and r2.text == "two\nlines" and r2.title == "T"
     got = {line: r.reason for line, r in _by_line(invalid).items()}
@@ -140,11 +146,11 @@ def test_parquet_coerces_types_and_reports_bad_rows(tmp_path: Path) -> None:
     valid, invalid = _split(list(read_records([path])))
 
     assert [(v.line, v.review.review_id) for v in valid] == [(1, "r1"), (2, "r2"), (5, "r5")]
-    r1 = valid[0].review
+    r1 = _reviews(valid)[0]
     assert r1.product_id == "101" and r1.rating == 5
     assert r1.timestamp == datetime(2024, 5, 1, 10, tzinfo=timezone.utc).timestamp()
-    assert valid[2].review.rating is None  # NaN is missing, not a value
-    assert valid[2].review.verified is False
+    assert _reviews(valid)[2].rating is None  # NaN is missing, not a value
+    assert _reviews(valid)[2].verified is False
     got = {line: r.reason for line, r in _by_line(invalid).items()}
     assert got == {3: DecodeReason.MISSING_PRODUCT_ID, 4: DecodeReason.MISSING_TEXT}
 
@@ -156,7 +162,7 @@ def test_parquet_written_by_pandas(tmp_path: Path) -> None:
         {"review_id": ["a", "b"], "product_id": ["p", "p"], "text": ["x", "y"], "rating": [4, None]}
     ).to_parquet(path)
     valid, invalid = _split(list(read_records([path])))
-    assert [v.review.rating for v in valid] == [4, None] and not invalid
+    assert [r.rating for r in _reviews(valid)] == [4, None] and not invalid
 
 
 def test_corrupt_parquet_is_an_input_error(tmp_path: Path) -> None:
