@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
         "bench", help="benchmark the model, the pipeline end to end, the seed's setup and the predict endpoint",
         description="Measure reviews/s model-only (runtimes × batch sizes), end to end through a real broker, "
         "Redis and the service's worker processes (throughput by replicas, latency at fixed loads), and the "
-        "seed's DistilBERT setup as a service, and the predict endpoint against in-process predict, on the same texts "
+        "seed's DistilBERT setup as a service, the predict endpoint against in-process predict, and what one Redis "
+        "absorbs through the aggregate script (speed, memory per review and product), on the same texts "
         "in the same run. By default it starts its own "
         "embedded broker (Tansu) and Redis and stops them at the end.",
     )
@@ -67,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="predict-api: concurrent callers of the endpoint and of in-process predict (default 16)")
     p.add_argument("--predict-api-duration", type=float, dest="predict_api_duration_s",
                    help="predict-api: seconds per leg (default 10, quick 4)")
+    p.add_argument("--redis-reviews", type=int,
+                   help="redis: synthetic reviews through the aggregate script (default 1,000,000, quick 100,000)")
+    p.add_argument("--redis-products", type=int, help="redis: products they spread over (default 100,000)")
     p.add_argument("--log-dir", type=Path, help="where worker logs go (default a temporary directory)")
 
 
@@ -96,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         loads=args.loads, e2e_reviews=args.e2e_reviews, load_duration_s=args.load_duration_s,
         seed_reviews=args.seed_reviews, phases_reviews=args.phases_reviews, log_dir=args.log_dir,
         predict_api_concurrency=args.predict_api_concurrency, predict_api_duration_s=args.predict_api_duration_s,
+        redis_reviews=args.redis_reviews, redis_products=args.redis_products,
     )
 
 

@@ -96,6 +96,10 @@ def render(result: dict[str, Any]) -> str:
                          f"{_fmt(r['p50_ms']):>8} {_fmt(r['p99_ms']):>8} {_fmt(r['mean_batch']):>6}{errors}")
         lines.append(f"  endpoint ÷ in-process (1 per call): requests/s {_fmt(api['api_over_in_process'], 2)}, "
                      f"p99 {_fmt(api['api_p99_over_in_process_p99'], 2)}")
+    if result.get("redis_script"):
+        from reviews_mtl.bench.redis_script import render_redis_script
+
+        lines += render_redis_script(result["redis_script"])
     lines += ["", "Headline",
               f"  model_only_reviews_per_s (ONNX int8, best batch) {_fmt(result.get('model_only_reviews_per_s'))}",
               f"  e2e_reviews_per_s                                {_fmt(result.get('e2e_reviews_per_s'))}",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
-PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api")
+PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api", "redis")
 
 # The project's speed targets on 2 cores (README, "Measured speed").
 TARGET_E2E_OVER_MODEL_ONLY = 0.85
@@ -54,6 +54,8 @@ class BenchConfig:
     seed_device: str = "auto"  # where the seed's model runs (auto: CUDA when present, as the seed would)
     predict_api_concurrency: int = 16  # concurrent callers of the predict endpoint and of in-process predict
     predict_api_duration_s: float = 10.0  # per leg (three legs)
+    redis_reviews: int = 1_000_000  # synthetic reviews through the aggregate script (speed and memory)
+    redis_products: int = 100_000
 
     @classmethod
     def preset(cls, model_dir: Path, quick: bool = False, **overrides: Any) -> BenchConfig:
@@ -63,7 +65,8 @@ class BenchConfig:
             base = replace(base, texts=512, batch_sizes=(16, 64, 256), gpu_batch_sizes=(256, 1024),
                            model_max_s=3.0, model_rounds=1, reference_s=4.0, e2e_reviews=1500,
                            load_duration_s=8.0, latency_warmup=256,
-                           seed_reviews=64, phases_reviews=1000, predict_api_duration_s=4.0)
+                           seed_reviews=64, phases_reviews=1000, predict_api_duration_s=4.0,
+                           redis_reviews=100_000, redis_products=10_000)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -167,6 +170,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 concurrency=config.predict_api_concurrency, duration_s=config.predict_api_duration_s,
                 log_dir=log_dir,
             )
+
+    if "redis" in config.parts:
+        from reviews_mtl.bench.redis_script import measure_redis_script
+
+        with part("redis"):
+            result["redis_script"] = measure_redis_script(config.redis_url, config.redis_reviews,
+                                                          config.redis_products)
+            result["redis_script_reviews_per_s"] = result["redis_script"]["reviews_per_s"]
 
     result["e2e_over_model_only"] = _ratio(result.get("e2e_reviews_per_s"), result.get("model_only_reviews_per_s"))
     result["e2e_over_seed"] = _ratio(result.get("e2e_reviews_per_s"), result.get("seed_setup_reviews_per_s"))
