@@ -185,7 +185,8 @@ def test_an_oversized_bad_message_is_dead_lettered_and_its_partition_moves_on(
     pipe = Pipeline(kafka_settings, redis_url, demo_model_dir, partitions=1)
     limit = ConfigEntry("max.message.bytes", "2100000", incremental_operation=AlterConfigOpType.SET)
     resource = ConfigResource(ResourceType.TOPIC, pipe.input, incremental_configs=[limit])
-    for future in make_admin(pipe.kafka).incremental_alter_configs([resource]).values():
+    admin = make_admin(pipe.kafka)  # kept alive until its futures are done
+    for future in admin.incremental_alter_configs([resource]).values():
         future.result()
     reviews = make_reviews(100, products=5)
     huge = b"\xff" * 2_000_000
