@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import threading
-from types import FrameType
 from typing import Any, get_args
 
 from reviews_mtl.cli_args import port_number
@@ -120,7 +119,7 @@ def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | N
     built: list[WorkerProcess] = []
     stop_requested = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int) -> None:
         if stop_requested.is_set():
             return
         stop_requested.set()
@@ -132,9 +131,17 @@ def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | N
         timer.daemon = True
         timer.start()
 
-    # Before the model loads: a replica scaled down while starting must still exit cleanly.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Signals are taken by a thread of their own, not by a handler of the main thread: that one may sit for seconds
+    # inside a librdkafka call, and the drain bound counts from the signal. Blocked before any client starts, so
+    # librdkafka's threads inherit the mask. Before the model loads: a replica scaled down while starting must
+    # still exit cleanly.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+    def wait_for_signals() -> None:
+        while True:
+            on_signal(signal.sigwait({signal.SIGTERM, signal.SIGINT}))
+
+    threading.Thread(target=wait_for_signals, name="signals", daemon=True).start()
     from confluent_kafka import KafkaException
 
     from consumer.app import RedisNotDurable

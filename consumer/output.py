@@ -62,6 +62,7 @@ class KafkaOutput:
         dlq_topic: str,
         transactional: bool,
         timeout_s: float = 30.0,
+        call_timeout_s: float = 5.0,
     ) -> None:
         self.producer_factory = producer_factory
         self.producer = producer_factory()
@@ -71,6 +72,9 @@ class KafkaOutput:
         self.dlq_topic = dlq_topic
         self.transactional = transactional
         self.timeout_s = timeout_s
+        # Each blocking call of a batch's transaction (offsets, commit, abort) returns within this, as a retriable
+        # timeout when the broker is slow: the worker's loop retries it, and stays free to notice a stop request.
+        self.call_timeout_s = call_timeout_s
         self._delivery_errors: list[str] = []
         self._in_transaction = False
 
@@ -92,7 +96,7 @@ class KafkaOutput:
 
     def abort(self) -> None:
         """Abort an open transaction (after a failure that requires it); idempotent."""
-        self._abort(self.timeout_s)
+        self._abort(self.call_timeout_s)
 
     def _abort(self, timeout_s: float) -> None:
         if self.transactional and self._in_transaction:
@@ -163,14 +167,14 @@ class KafkaOutput:
                 self._in_transaction = True
                 self._produce_all(out)
                 self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), self.timeout_s)
+                    offsets, self.consumer.consumer_group_metadata(), self.call_timeout_s)
             except KafkaException as exc:
                 failure = _classify(exc, "transaction")
                 failure.abort = True  # half-built: only a fresh transaction is safe
                 raise failure from exc
         try:
             # A retriable commit failure leaves the transaction open: the next call commits it again.
-            self.producer.commit_transaction(self.timeout_s)
+            self.producer.commit_transaction(self.call_timeout_s)
             self._in_transaction = False
         except KafkaException as exc:
             raise _classify(exc, "commit_transaction") from exc

@@ -123,10 +123,11 @@ class Worker:
 
     def run(self) -> None:
         self._prepare()
+        if not self.stopping:
+            self._start_output()
         if self.stopping:
             self._close()
             return
-        self.output.start()
         self.consumer.subscribe(
             [self.options.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -143,6 +144,21 @@ class Worker:
                     self._handle(messages)
         finally:
             self._close()
+
+    def _start_output(self) -> None:
+        """Initialise transactions, retrying while the coordinator is away (a fatal error ends the process)."""
+        backoff = 0.1
+        while not self.stopping:
+            try:
+                self.output.start()
+                self._recovered()
+                return
+            except OutputError as exc:
+                if exc.fatal:
+                    raise
+                self._degraded(f"kafka: {exc}")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def _prepare(self) -> None:
         backoff = 0.1
