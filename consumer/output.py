@@ -94,9 +94,9 @@ class KafkaOutput:
         else:
             self._publish_then_commit(out, offsets)
 
-    def abort(self) -> None:
+    def abort(self, timeout_s: float | None = None) -> None:
         """Abort an open transaction (after a failure that requires it); idempotent."""
-        self._abort(self.call_timeout_s)
+        self._abort(self.call_timeout_s if timeout_s is None else timeout_s)
 
     def _abort(self, timeout_s: float) -> None:
         if self.transactional and self._in_transaction:

@@ -359,8 +359,10 @@ class Worker:
         self._rewind(messages)
 
     def _abort_quietly(self) -> None:
+        """Abort briefly, if at all: while stopping with the broker away, the broker aborts the open transaction
+        itself after ``transaction.timeout.ms``; waiting longer here would outlive the drain bound."""
         try:
-            self.output.abort()
+            self.output.abort(timeout_s=1.0)
         except OutputError as exc:
             log.info("could not abort the open transaction while stopping (%s): the broker aborts it", exc)
 
