@@ -21,6 +21,7 @@ from reviews_mtl.aggregates.durability import DurabilityWait, read_durability
 from reviews_mtl.aggregates.store import AggregateStore
 from reviews_mtl.kafka import make_consumer, make_producer, topic_id
 from reviews_mtl.settings import (
+    AnalyticsSettings,
     ConsumerSettings,
     KafkaSettings,
     ProducerSettings,
@@ -94,7 +95,7 @@ def build_worker(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
     predictor = predictor if predictor is not None else load_model(settings)
-    store = AggregateStore.from_settings(redis_settings)
+    store = AggregateStore.from_settings(redis_settings, AnalyticsSettings())
 
     def on_stats(stats_json: str) -> None:
         metrics.observe_stats(stats_json, topics.input)
@@ -126,7 +127,7 @@ def build_worker(
         return make_producer(kafka, ProducerSettings(linger_ms=2), **extra)
 
     output = KafkaOutput(new_producer, consumer, enriched_topic=topics.enriched, dlq_topic=topics.dlq,
-                         transactional=settings.transactions)
+                         alerts_topic=topics.alerts, transactional=settings.transactions)
     options = WorkerOptions(
         input_topic=topics.input,
         batch_max_records=settings.batch_max_records,

@@ -1,6 +1,6 @@
 """Publish one processed batch and commit its input offsets.
 
-Transactional (default): enriched records, dead letters and the consumed offsets go out in ONE Kafka
+Transactional (default): enriched records, dead letters, alerts and the consumed offsets go out in ONE Kafka
 transaction, so a reader with ``isolation.level=read_committed`` sees each batch once or not at all.
 Non-transactional: produce, wait for every delivery report, then commit offsets synchronously: at least
 once, and a replay may repeat records on the output topic (each carries ``review_id`` for dedupe).
@@ -61,6 +61,7 @@ class KafkaOutput:
         enriched_topic: str,
         dlq_topic: str,
         transactional: bool,
+        alerts_topic: str = "reviews.alerts",
         timeout_s: float = 30.0,
         call_timeout_s: float = 5.0,
     ) -> None:
@@ -70,6 +71,7 @@ class KafkaOutput:
         self.consumer = consumer
         self.enriched_topic = enriched_topic
         self.dlq_topic = dlq_topic
+        self.alerts_topic = alerts_topic
         self.transactional = transactional
         self.timeout_s = timeout_s
         # Each blocking call of a batch's transaction (offsets, commit, abort) returns within this, as a retriable
@@ -136,7 +138,8 @@ class KafkaOutput:
     # -- internals --------------------------------------------------------------------------------------
 
     def _produce_all(self, out: BatchOutput) -> None:
-        for topic, records in ((self.enriched_topic, out.enriched), (self.dlq_topic, out.dead_letters)):
+        for topic, records in ((self.enriched_topic, out.enriched), (self.dlq_topic, out.dead_letters),
+                               (self.alerts_topic, out.alerts)):
             for rec in records:
                 self._produce(topic, rec)
 

@@ -99,6 +99,8 @@ class BatchOutput:
     # aggregates): committed long ago, so skipped; by partition, for the worker's integrity alarm.
     below_watermark: dict[PartitionKey, int] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
+    # Alerts of this batch (or of the earlier attempt it replays), for the alerts topic.
+    alerts: list[OutRecord] = field(default_factory=list)
     inference_s: float = 0.0
 
 
@@ -179,7 +181,7 @@ class BatchProcessor:
             decoded.append((msg, value) if isinstance(value, DecodeFailure) else _Decoded(msg, value))
 
         watermarks = self.store.watermarks_for(sorted(out.next_offsets))
-        decoded, carried_silent = self._reuse_applied(decoded, watermarks, out)
+        decoded, carried_silent, carried_alerts = self._reuse_applied(decoded, watermarks, out)
         if out.violations:
             return out
         valid = [d for d in decoded if isinstance(d, _Decoded)]
@@ -207,10 +209,14 @@ class BatchProcessor:
                 part.records.append(self._applied(d))
         for tp, addresses in carried_silent.items():
             parts[tp].carried_silent.update(addresses)
+        for tp, alerts in carried_alerts.items():
+            parts[tp].carried_alerts.extend(alerts)
         result = self.store.apply_batch(list(parts.values()))
         if result.violations:
             out.violations = list(result.violations)
             return out
+        out.alerts = [_alert_record(a) for alerts in carried_alerts.values() for a in alerts]
+        out.alerts += [_alert_record(a) for a in result.alerts]
         out.edits, out.deletes = result.edits, result.deletes
         silent = {tp: set(offsets) for tp, offsets in result.silent.items()}
         for d in final:
@@ -238,11 +244,13 @@ class BatchProcessor:
         decoded: list[_Decoded | tuple[InMessage, DecodeFailure]],
         watermarks: Mapping[PartitionKey, int],
         out: BatchOutput,
-    ) -> tuple[list[_Decoded | tuple[InMessage, DecodeFailure]], dict[PartitionKey, dict[int, str]]]:
+    ) -> tuple[list[_Decoded | tuple[InMessage, DecodeFailure]], dict[PartitionKey, dict[int, str]],
+               dict[PartitionKey, list[bytes]]]:
         """Messages at or below the watermark: take those of the last applied batch from Redis's copy (checked:
-        the same review at the same offset), drop older ones. Returns the messages to go on with and the re-sends
-        to carry into the new copy; fills ``out.violations`` on a mismatch."""
+        the same review at the same offset), drop older ones. Returns the messages to go on with, and the re-sends
+        and alerts to carry into the new copy; fills ``out.violations`` on a mismatch."""
         carried_silent: dict[PartitionKey, dict[int, str]] = {}
+        carried_alerts: dict[PartitionKey, list[bytes]] = {}
         copies: dict[PartitionKey, LastAppliedBatch] = {}
         kept: list[_Decoded | tuple[InMessage, DecodeFailure]] = []
         mismatched: dict[PartitionKey, str] = {}
@@ -262,6 +270,8 @@ class BatchProcessor:
             if problem is not None:
                 mismatched.setdefault(tp, f"offset {msg.offset}: {problem}")
                 continue
+            if copy.alerts and tp not in carried_alerts:
+                carried_alerts[tp] = list(copy.alerts)
             if isinstance(d, _Decoded) and msg.offset in copy.failed:
                 # The worker failed on it the first time: dead-lettered with that reason, again, not predicted now.
                 d = (msg, DecodeFailure(DecodeReason.INTERNAL_ERROR, copy.failed[msg.offset], msg.value))
@@ -275,7 +285,7 @@ class BatchProcessor:
                 out.replayed += 1
             kept.append(d)
         out.violations = [Violation(t, p, "identity", detail) for (t, p), detail in sorted(mismatched.items())]
-        return kept, carried_silent
+        return kept, carried_silent, carried_alerts
 
     def _predict(self, valid: list[_Decoded], out: BatchOutput) -> list[tuple[_Decoded, DecodeFailure]]:
         """Predict the new reviews and build every new record; returns the messages that broke the model or the
@@ -337,6 +347,9 @@ class BatchProcessor:
             enriched=v.payload,
             version=rec.version,
             event_time=rec.timestamp,
+            true_rating=rec.true_rating,
+            model_version=rec.model_version,
+            text=r.text,
         )
 
     def _record(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:
@@ -361,6 +374,12 @@ class BatchProcessor:
                                                      offset=v.msg.offset),
             version=r.version,
         )
+
+
+def _alert_record(body: bytes) -> OutRecord:
+    """An alert for the alerts topic, keyed by its product like everything else."""
+    product = json.loads(body).get("product_id", "")
+    return OutRecord(str(product).encode("utf-8"), body)
 
 
 def _retraction_record(v: _Decoded, now: float) -> RetractionRecord:

@@ -119,8 +119,36 @@ class TopicSettings(BaseSettings):
     input: str = "reviews"
     enriched: str = "reviews.enriched"
     dlq: str = "reviews.dlq"
+    alerts: str = "reviews.alerts"
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+
+
+class AnalyticsSettings(BaseSettings):
+    """What the aggregates keep beyond lifetime counts (env ``REVIEWS_AGG_*``): per-day buckets, half-life scores,
+    the last reviews of each product, alerts. ``bucket_s`` and ``half_life_s`` are fixed for a key prefix by its
+    first batch (stored contributions depend on them)."""
+
+    model_config = _frozen("REVIEWS_AGG_")
+
+    bucket_s: int = Field(default=86_400, ge=60)
+    retention_days: float = Field(default=90.0, gt=0)
+    half_life_s: float = Field(default=7 * 86_400.0, gt=0)
+    recent_reviews: int = Field(default=10, ge=1, le=1000)
+    # An alert: the recent (half-life) negative share, or an aspect's recent complaint rate, exceeds the product's
+    # lifetime share by at least alert_min_delta, with at least alert_min_recent recent reviews; at most one per
+    # product, kind and cool-down.
+    alert_min_recent: float = Field(default=5.0, ge=0)
+    alert_min_delta: float = Field(default=0.25, gt=0, le=1)
+    alert_cooldown_s: int = Field(default=86_400, ge=1)
+    # Reviews with stars in the worker's sliding window of live quality (Prometheus gauges).
+    quality_window: int = Field(default=1000, ge=10)
+
+    def script_options(self) -> dict[str, float]:
+        return {"bucket_s": self.bucket_s, "retention_s": self.retention_days * 86_400.0,
+                "half_life_s": self.half_life_s, "recent": self.recent_reviews,
+                "alert_min_recent": self.alert_min_recent, "alert_min_delta": self.alert_min_delta,
+                "alert_cooldown_s": self.alert_cooldown_s}
 
 
 class ProducerSettings(BaseSettings):
@@ -284,7 +312,7 @@ class ApiSettings(BaseSettings):
 
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
-    KafkaSettings, RedisSettings, TopicSettings, ProducerSettings, ConsumerSettings, StackSettings,
+    KafkaSettings, RedisSettings, TopicSettings, AnalyticsSettings, ProducerSettings, ConsumerSettings, StackSettings,
     DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings,
 )
 

@@ -7,7 +7,8 @@ offset; see ``keys.py`` for the key schema.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple, cast
@@ -20,7 +21,7 @@ from redis.retry import Retry
 from reviews_mtl.aggregates import keys
 from reviews_mtl.aggregates.durability import DurabilityWait, wait_durable
 from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
-from reviews_mtl.settings import RedisSettings
+from reviews_mtl.settings import AnalyticsSettings, RedisSettings
 
 _SCRIPT = resources.files("reviews_mtl.aggregates").joinpath("apply_batch.lua").read_text(encoding="utf-8")
 
@@ -40,6 +41,10 @@ class AppliedRecord:
     version: int | None = None
     event_time: float | None = None
     delete: bool = False
+    # For the live quality of the model and the product's last reviews.
+    true_rating: int | None = None
+    model_version: str = ""
+    text: str = ""
 
     def payload(self, aspect_bits: dict[str, int]) -> dict[str, Any]:
         bucket, state_field = keys.review_state_address(self.product_id, self.review_id)
@@ -49,8 +54,14 @@ class AppliedRecord:
             "e": "" if self.event_time is None else str(int(self.event_time)),
             "p": self.product_id, "s": self.sentiment, "r": round(self.rating, 4),
             "m": sum(aspect_bits[a] for a in self.aspects), "t": int(self.seen_at),
-            "x": self.enriched.decode("utf-8"),
+            "x": self.enriched.decode("utf-8"), "i": self.review_id,
+            "q": "" if self.true_rating is None else str(self.true_rating), "mv": self.model_version,
+            "txt": self.text[:RECENT_TEXT_CHARS],
         }
+
+
+# How much of a review's text the product's "last reviews" keep.
+RECENT_TEXT_CHARS = 280
 
 
 @dataclass(slots=True)
@@ -70,6 +81,8 @@ class PartitionBatch:
     # the new copy, because this batch too may be replayed. ``carried_silent``: re-sends, by state address.
     carried: dict[int, bytes] = field(default_factory=dict)
     carried_silent: dict[int, str] = field(default_factory=dict)
+    # Alerts an earlier attempt of this batch decided (kept in its copy): published again, never decided twice.
+    carried_alerts: list[bytes] = field(default_factory=list)
     # Valid reviews the worker failed on (internal errors, dead-lettered) → why: a replay dead-letters them again
     # with the same reason instead of predicting them (Redis did not count them).
     failed: dict[int, str] = field(default_factory=dict)
@@ -86,6 +99,7 @@ class PartitionBatch:
             "carried": [[o, b.decode("utf-8")] for o, b in self.carried.items()],
             "carried_silent": [[o, a] for o, a in self.carried_silent.items()],
             "failed": [[o, why] for o, why in self.failed.items()],
+            "carried_alerts": [a.decode("utf-8") for a in self.carried_alerts],
         }
 
 
@@ -110,6 +124,8 @@ class ApplyResult(NamedTuple):
     edits: int = 0
     deletes: int = 0
     violations: tuple[Violation, ...] = ()
+    # Alerts this batch raised (JSON records for the alerts topic).
+    alerts: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +137,7 @@ class LastAppliedBatch:
     records: dict[int, dict[str, Any]]
     silent: dict[int, str]
     failed: dict[int, str] = field(default_factory=dict)
+    alerts: list[bytes] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> LastAppliedBatch:
@@ -171,18 +188,20 @@ def connect(settings: RedisSettings) -> redis.Redis:
 
 
 class AggregateStore:
-    def __init__(self, client: redis.Redis, prefix: str = "rmtl") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "rmtl", analytics: AnalyticsSettings | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.prefix = prefix
+        self.analytics = analytics if analytics is not None else AnalyticsSettings()
+        self.clock = clock
         self._apply = client.register_script(_SCRIPT)
         self._aspect_bits = {name: 1 << i for i, name in enumerate(ASPECT_NAMES)}
         # Set by the worker at start (consumer.app): what to wait for after a batch, before its Kafka commit.
         self.durability_wait: DurabilityWait | None = None
-        self._options = json.dumps({"aspects": list(ASPECT_NAMES), "lock": ""})
 
     @classmethod
-    def from_settings(cls, settings: RedisSettings) -> AggregateStore:
-        return cls(connect(settings), settings.key_prefix)
+    def from_settings(cls, settings: RedisSettings, analytics: AnalyticsSettings | None = None) -> AggregateStore:
+        return cls(connect(settings), settings.key_prefix, analytics)
 
     # -- write side ---------------------------------------------------------------------------------
 
@@ -195,8 +214,8 @@ class AggregateStore:
         payload = [p.payload(self._aspect_bits) for p in parts]
         if not payload:
             return ApplyResult(0, 0, 0, {})
-        options = self._options if not lock else json.dumps({"aspects": list(ASPECT_NAMES), "lock": lock})
-        raw = cast(bytes, self._apply(args=[self.prefix, json.dumps(payload), options]))
+        options = {"aspects": ASPECT_NAMES, "lock": lock, "now": self.clock(), **self.analytics.script_options()}
+        raw = cast(bytes, self._apply(args=[self.prefix, json.dumps(payload), json.dumps(options)]))
         doc = json.loads(raw)
         if self.durability_wait is not None and not doc["violations"] and any(p["records"] or p["dead"]
                                                                               for p in payload):
@@ -210,8 +229,9 @@ class AggregateStore:
                       f"watermark {v['watermark']}" + (f", stored topic id {v['stored']}" if v["stored"] else ""))
             for v in doc["violations"]
         )
+        alerts = tuple(json.dumps(a, separators=(",", ":")).encode() for a in doc.get("alerts", []))
         return ApplyResult(int(doc["applied"]), int(doc["skipped"]), int(doc["dead"]), silent,
-                           int(doc["edits"]), int(doc["deletes"]), violations)
+                           int(doc["edits"]), int(doc["deletes"]), violations, alerts)
 
     def watermarks(self) -> dict[tuple[str, int], int]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(keys.watermarks_key(self.prefix)))
@@ -239,7 +259,8 @@ class AggregateStore:
         if "first" not in doc:  # written before edits and deletes: duplicates then were dead letters
             return LastAppliedBatch(min([*records, *doc.get("duplicates", [])], default=-1), records, {})
         return LastAppliedBatch(int(doc["first"]), records, {int(o): a for o, a in doc["silent"].items()},
-                                {int(o): why for o, why in doc["failed"].items()})
+                                {int(o): why for o, why in doc.get("failed", {}).items()},
+                                [json.dumps(a, separators=(",", ":")).encode() for a in doc.get("alerts", [])])
 
     # -- read side ----------------------------------------------------------------------------------
 

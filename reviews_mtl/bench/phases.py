@@ -130,7 +130,7 @@ def profile_worker(
               "batch_max_wait_ms": worker_config.batch_max_wait_ms}
     settings = settings.model_copy(update={k: v for k, v in bounds.items() if v is not None})
     redis_settings = RedisSettings(url=servers.redis_url, key_prefix=pipe.prefix)  # type: ignore[arg-type]
-    topics = TopicSettings(input=pipe.input, enriched=pipe.enriched, dlq=pipe.dlq)
+    topics = TopicSettings(input=pipe.input, enriched=pipe.enriched, dlq=pipe.dlq, alerts=pipe.alerts)
     process = build_worker(settings, servers.kafka, topics, redis_settings)
     worker = process.worker
     clock = PhaseClock()

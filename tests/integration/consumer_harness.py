@@ -50,12 +50,14 @@ class Pipeline:
         self.input = f"{self.name}.reviews"
         self.enriched = f"{self.name}.enriched"
         self.dlq = f"{self.name}.dlq"
+        self.alerts = f"{self.name}.alerts"
         self.group = f"{self.name}-group"
         self.prefix = f"{self.name}"
         rf = self.replication_factor
         create_topic(self.kafka, self.input, self.partitions, rf)
         create_topic(self.kafka, self.enriched, self.partitions, rf)
         create_topic(self.kafka, self.dlq, 1, rf)
+        create_topic(self.kafka, self.alerts, 1, rf)
         self.store = AggregateStore(redis.Redis.from_url(self.redis_url), prefix=self.prefix)
         self.logs: list[Path] = []
 
@@ -68,6 +70,7 @@ class Pipeline:
             "REVIEWS_TOPIC_INPUT": self.input,
             "REVIEWS_TOPIC_ENRICHED": self.enriched,
             "REVIEWS_TOPIC_DLQ": self.dlq,
+            "REVIEWS_TOPIC_ALERTS": self.alerts,
             "REVIEWS_CONSUMER_GROUP_ID": self.group,
             "REVIEWS_CONSUMER_MODEL_DIR": str(self.model_dir),
             "REVIEWS_CONSUMER_METRICS_PORT": "0",

@@ -82,7 +82,7 @@ def test_cli_builds_the_config(tmp_path: Path) -> None:
     ])
     assert args.func.__module__ == "reviews_mtl.bench.cli"
     config = config_from_args(args)
-    assert config.parts == ("model-only", "e2e", "predict-api")
+    assert config.parts == ("model-only", "e2e", "predict-api", "redis")
     assert config.replicas == (1, 2, 3)
     assert config.loads == (0.5,)
     assert config.batch_sizes == (4, 8)
