@@ -96,9 +96,16 @@ class KafkaOutput:
         else:
             self._publish_then_commit(out, offsets)
 
-    def abort(self, timeout_s: float | None = None) -> None:
+    def abort(self) -> None:
         """Abort an open transaction (after a failure that requires it); idempotent."""
-        self._abort(self.call_timeout_s if timeout_s is None else timeout_s)
+        self._abort(self.call_timeout_s)
+
+    def forget_transaction(self) -> None:
+        """Leave an open transaction to the broker (it aborts it after ``transaction.timeout.ms``): for a worker
+        that stops while the coordinator is away, where an abort could block as long."""
+        if self._in_transaction:
+            log.info("leaving the open transaction to the broker, which aborts it")
+        self._in_transaction = False
 
     def _abort(self, timeout_s: float) -> None:
         if self.transactional and self._in_transaction:
@@ -130,7 +137,7 @@ class KafkaOutput:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         if self._in_transaction:
             try:
-                self._abort(timeout)
+                self._abort(min(timeout, self.call_timeout_s))
             except OutputError as exc:
                 log.warning("could not abort the open transaction on close: %s", exc)
         self.producer.flush(timeout)

@@ -327,17 +327,19 @@ class Worker:
             except OutputError as exc:
                 self.metrics.commit_errors.inc()
                 self._degraded(f"kafka: {exc}")
+                if self.stopping:
+                    # Draining while Kafka fails: give the batch up (Redis has it; whoever reads the partition next
+                    # replays it from Redis's copy) rather than outlive the drain bound. The open transaction is
+                    # left to the broker, which aborts it after transaction.timeout.ms: with the coordinator away,
+                    # librdkafka's abort can block that long itself.
+                    self.output.forget_transaction()
+                    return False
                 if exc.fatal:
                     self._replace_producer(messages, exc)
                     return False
                 if exc.abort:
                     self._abort(messages)
                     self.metrics.aborted_transactions.inc()
-                    return False
-                if self.stopping:
-                    # Draining while Kafka is away: give the batch up (Redis has it; whoever reads the partition
-                    # next replays it from Redis's copy) rather than outlive the drain bound.
-                    self._abort_quietly()
                     return False
                 if self._wait(messages, backoff) != messages:
                     # A partition was revoked while the commit was pending: this transaction can no
@@ -357,14 +359,6 @@ class Worker:
             self._replace_producer(messages, exc)
             return
         self._rewind(messages)
-
-    def _abort_quietly(self) -> None:
-        """Abort briefly, if at all: while stopping with the broker away, the broker aborts the open transaction
-        itself after ``transaction.timeout.ms``; waiting longer here would outlive the drain bound."""
-        try:
-            self.output.abort(timeout_s=1.0)
-        except OutputError as exc:
-            log.info("could not abort the open transaction while stopping (%s): the broker aborts it", exc)
 
     def _replace_producer(self, messages: list[InMessage], cause: OutputError) -> None:
         """A new producer under the same transactional id (its epoch fences the old one), then a replay from

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -217,6 +217,17 @@ class ConsumerSettings(BaseSettings):
     stuck_after_failures: int = Field(default=5, ge=1)
     # How often a partition set aside (its aggregates cannot be trusted) is checked again.
     integrity_recheck_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _drain_outlasts_a_transaction_call(self) -> ConsumerSettings:
+        # With the coordinator away, a transaction call in progress when SIGTERM arrives can block for the
+        # transaction timeout; the drain bound must leave room for it and for leaving the group.
+        if self.drain_timeout_s < self.transaction_timeout_ms / 1000 + 3:
+            raise ValueError(
+                f"drain_timeout_s ({self.drain_timeout_s:g}) must be at least transaction_timeout_ms / 1000 + 3 "
+                f"({self.transaction_timeout_ms / 1000 + 3:g}): REVIEWS_CONSUMER_DRAIN_TIMEOUT_S, "
+                "REVIEWS_CONSUMER_TRANSACTION_TIMEOUT_MS")
+        return self
 
 
 class StackSettings(BaseSettings):

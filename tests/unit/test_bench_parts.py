@@ -90,7 +90,7 @@ def test_cli_builds_the_config(tmp_path: Path) -> None:
     assert config.quick
     with pytest.raises(SystemExit):
         config_from_args(build_parser().parse_args(["bench", "--model", str(tmp_path), "--only", "nope"]))
-    assert set(PARTS) == {"model-only", "e2e", "seed", "phases", "predict-api"}
+    assert set(PARTS) == {"model-only", "e2e", "seed", "phases", "predict-api", "redis"}
 
 
 def test_phase_breakdown_accounts_for_the_whole_wall_time() -> None:
