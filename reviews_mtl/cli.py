@@ -93,7 +93,7 @@ def _report(exc: Exception, *, verbose: bool) -> int:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        message = f"invalid setting {where}: {first['msg']}"
+        message = f"invalid setting {where}: {first['msg']}" if where else f"invalid settings: {first['msg']}"
     elif str(exc) and (isinstance(exc, (ValueError, OSError)) or type(exc).__module__ != "builtins"):
         message = str(exc)  # our own errors and the libraries' say what went wrong in their message
     else:
