@@ -57,7 +57,7 @@ class AggregateSink(Protocol):
 
     def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch: ...
 
-    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "") -> ApplyResult: ...
+    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "", alerts: bool = True) -> ApplyResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +350,7 @@ class BatchProcessor:
             true_rating=rec.true_rating,
             model_version=rec.model_version,
             text=r.text,
+            predicted_at=rec.processed_at,
         )
 
     def _record(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:

@@ -15,15 +15,16 @@
 --    "records": [{"o": offset, "k": state bucket, "f": state field, "op": "u"|"d", "v": version or "",
 --                 "e": event time (whole seconds) or "", "p": product id, "s": sentiment, "r": rating,
 --                 "m": aspect bitmask, "t": seen time (whole seconds), "x": the record as published (JSON),
---                 "i": review id, "q": the review's own stars or "", "mv": model version, "txt": text snippet}],
+--                 "i": review id, "q": the review's own stars or "", "mv": model version, "txt": text snippet,
+--                 "pt": when it was predicted (whole seconds)}],
 --    "dead": [offset, ...], "carried": [[offset, JSON], ...], "carried_silent": [[offset, "k:f"], ...],
 --    "failed": [[offset, why], ...], "carried_alerts": [JSON, ...]}
 --   ("carried": counted by an earlier attempt of this batch and published again now; kept in the new copy;
 --    "failed": valid reviews the worker itself failed on, dead-lettered; a replay dead-letters them again).
 -- ARGV[3]: JSON {"aspects": [aspect names, bit 0 first], "lock": the rebuild token this caller holds, or "",
 --   "now": epoch seconds, "bucket_s", "retention_s", "half_life_s", "recent": reviews kept per product,
---   "alert_min_recent", "alert_min_delta", "alert_cooldown_s"}; bucket_s and half_life_s are fixed per prefix
---   at first use (P:meta), since stored contributions depend on them.
+--   "alert_min_recent", "alert_min_delta", "alert_cooldown_s", "alerts": false to decide none (a rebuild)};
+--   bucket_s and half_life_s are fixed per prefix at first use (P:meta), since stored contributions depend on them.
 --
 -- Before anything is written, every partition is checked: a start past watermark + 1 means Redis lost work that
 -- Kafka committed ("redis_behind"), a topic id unlike the stored one means the topic was recreated
@@ -182,7 +183,7 @@ end
 -- The model's live quality and prediction mix, per model version and processing day (never retracted: they
 -- describe predictions made, and feed nothing back).
 local function observe(r)
-  local day = math.floor(NOW / BUCKET_S) * BUCKET_S
+  local day = math.floor(r.pt / BUCKET_S) * BUCKET_S
   local key = prefix .. ':quality:' .. r.mv .. ':' .. string.format('%d', day)
   add(key, 'predictions', 1)
   add(key, 'pred:' .. r.s, 1)
@@ -434,7 +435,7 @@ local function alert(pid, kind, aspect, lifetime, recent, effective, ids)
   redis.call('LPUSH', prefix .. ':alerts:' .. pid, body)
   redis.call('LTRIM', prefix .. ':alerts:' .. pid, 0, 9)
 end
-for pid, ids in pairs(batch_negative) do
+for pid, ids in pairs(opts.alerts and batch_negative or {}) do
   local key = prefix .. ':product:' .. pid
   local v = redis.call('HMGET', key, 'review_count', 'sentiment:negative', 'decay_n', 'decay_negative', 'decay_t0')
   local n, dn = tonumber(v[1] or '0'), tonumber(v[3] or '0')

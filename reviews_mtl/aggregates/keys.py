@@ -45,8 +45,9 @@ import hashlib
 
 from reviews_mtl.contracts import ASPECT_NAMES
 
-FIXED_RANKINGS: tuple[str, ...] = ("review_count", "negative_share", "positive_share", "rating_mean")
-ASPECT_RANKING_KINDS: tuple[str, ...] = ("aspect", "complaints")
+FIXED_RANKINGS: tuple[str, ...] = (
+    "review_count", "negative_share", "positive_share", "rating_mean", "recent_negative_share")
+ASPECT_RANKING_KINDS: tuple[str, ...] = ("aspect", "complaints", "recent_complaints")
 
 
 def product_key(prefix: str, product_id: str) -> str:
@@ -68,6 +69,30 @@ def inflight_key(prefix: str, topic: str, partition: int) -> str:
 def inflight_pattern(prefix: str, topic: str) -> str:
     """SCAN pattern of a topic's last-batch copies (topic names hold no glob characters: [a-zA-Z0-9._-])."""
     return f"{prefix}:inflight:{topic}:*"
+
+
+def day_key(prefix: str, product_id: str, bucket_start: int) -> str:
+    return f"{prefix}:day:{product_id}:{bucket_start}"
+
+
+def recent_key(prefix: str, product_id: str) -> str:
+    return f"{prefix}:recent:{product_id}"
+
+
+def alerts_key(prefix: str, product_id: str | None = None) -> str:
+    return f"{prefix}:alerts" if product_id is None else f"{prefix}:alerts:{product_id}"
+
+
+def products_index_key(prefix: str) -> str:
+    return f"{prefix}:products"
+
+
+def quality_key(prefix: str, model_version: str, day_start: int) -> str:
+    return f"{prefix}:quality:{model_version}:{day_start}"
+
+
+def quality_versions_key(prefix: str) -> str:
+    return f"{prefix}:quality:versions"
 
 
 def topic_ids_key(prefix: str) -> str:
@@ -110,8 +135,10 @@ def partition_field(topic: str, partition: int) -> str:
 
 def derived_key_patterns(prefix: str) -> tuple[str, ...]:
     """SCAN patterns of every key the workers derive from Kafka: what a rebuild deletes and recomputes (not
-    ``P:meta``, nor the re-drive ledger ``P:dlq:redriven``, which records what was sent, not what was counted)."""
+    ``P:meta``; not the alerts and their cool-downs, raised when they happened; not the re-drive ledger
+    ``P:dlq:redriven``, which records what was sent, not what was counted)."""
     return (f"{prefix}:product:*", f"{prefix}:rank:*", f"{prefix}:rev:*", f"{prefix}:inflight:*",
+            f"{prefix}:day:*", f"{prefix}:recent:*", f"{prefix}:quality:*", products_index_key(prefix),
             watermarks_key(prefix), topic_ids_key(prefix), totals_key(prefix))
 
 
@@ -129,5 +156,5 @@ def parse_ranking(by: str) -> str:
         return by
     raise ValueError(
         f"unknown ranking {by!r}: choose one of {', '.join(FIXED_RANKINGS)}, "
-        f"aspect:NAME or complaints:NAME with NAME in {', '.join(ASPECT_NAMES)}"
+        f"aspect:NAME, complaints:NAME or recent_complaints:NAME with NAME in {', '.join(ASPECT_NAMES)}"
     )

@@ -88,6 +88,8 @@ def _applied(record: dict[str, Any], offset: int) -> AppliedRecord:
         aspects=tuple(record.get("aspects_detected") or ()),
         seen_at=timestamp if timestamp is not None else float(record["processed_at"]),
         enriched=body, version=record.get("version"), event_time=timestamp,
+        true_rating=record.get("true_rating"), model_version=str(record.get("model_version", "")),
+        predicted_at=float(record["processed_at"]),
     )
 
 
@@ -174,7 +176,7 @@ def _replay(store: AggregateStore, kafka: KafkaSettings, token: str, input_topic
             store.apply_batch([PartitionBatch(
                 input_topic, partition, first=chunk[0][0],
                 records=[_applied(rec, offset) for offset, rec in chunk if rec is not None],
-                dead_offsets=[offset for offset, rec in chunk if rec is None])], lock=token)
+                dead_offsets=[offset for offset, rec in chunk if rec is None])], lock=token, alerts=False)
         report.watermarks[(input_topic, partition)] = int(
             store.watermarks_for([(input_topic, partition)])[(input_topic, partition)])
     return report

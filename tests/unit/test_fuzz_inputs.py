@@ -88,11 +88,11 @@ class FakePredictor:
 class SerializingStore(MemoryStore):
     """The in-memory store, checking that what the real store would send to Redis serializes."""
 
-    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "") -> ApplyResult:
+    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "", alerts: bool = True) -> ApplyResult:
         bits = {name: 1 << i for i, name in enumerate(ASPECT_NAMES)}
         for part in parts:
             json.dumps(part.payload(bits))
-        return super().apply_batch(parts, lock=lock)
+        return super().apply_batch(parts, lock=lock, alerts=alerts)
 
 
 VALUES = st.binary(max_size=300) | JSON_VALUES.map(_dumps) | REVIEWISH.map(_dumps) \
