@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from consumer.http import serve
+from consumer.live_quality import LiveQuality
 from consumer.metrics import WorkerMetrics
 from consumer.output import KafkaOutput
 from consumer.processing import BatchProcessor, Predictor
@@ -20,6 +21,7 @@ from consumer.worker import Worker, WorkerOptions
 from reviews_mtl.aggregates.durability import DurabilityWait, read_durability
 from reviews_mtl.aggregates.store import AggregateStore
 from reviews_mtl.kafka import make_consumer, make_producer, topic_id
+from reviews_mtl.model.artifact import prediction_reference
 from reviews_mtl.settings import (
     AnalyticsSettings,
     ConsumerSettings,
@@ -95,7 +97,8 @@ def build_worker(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
     predictor = predictor if predictor is not None else load_model(settings)
-    store = AggregateStore.from_settings(redis_settings, AnalyticsSettings())
+    analytics = AnalyticsSettings()
+    store = AggregateStore.from_settings(redis_settings, analytics)
 
     def on_stats(stats_json: str) -> None:
         metrics.observe_stats(stats_json, topics.input)
@@ -138,9 +141,10 @@ def build_worker(
         integrity_recheck_s=settings.integrity_recheck_s,
     )
     processor = BatchProcessor(predictor, store, dead_letter_max_value_bytes=settings.dlq_max_value_bytes)
+    live_quality = LiveQuality(metrics, analytics.quality_window, prediction_reference(settings.model_dir))
     worker = Worker(consumer, output, processor, metrics, options,
                     topic_id_of=lambda topic: topic_id(kafka, topic),
-                    prepare=lambda: prepare_redis(store, redis_settings, metrics))
+                    prepare=lambda: prepare_redis(store, redis_settings, metrics), live_quality=live_quality)
 
     stall_s = settings.max_poll_interval_ms / 1000.0
 

@@ -37,6 +37,11 @@ class WorkerMetrics:
     integrity_violations: Gauge
     below_watermark: Counter
     redis_durability_problems: Gauge
+    live_rating_mae: Gauge
+    live_star5_accuracy: Gauge
+    live_sentiment_agreement: Gauge
+    prediction_drift_psi: Gauge
+    alerts: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, namespace: str = "reviews_mtl") -> WorkerMetrics:
@@ -79,6 +84,18 @@ class WorkerMetrics:
             redis_durability_problems=Gauge(
                 "redis_durability_problems", "Ways Redis can lose acknowledged batches, found at start (see the log)",
                 namespace=namespace, registry=registry),
+            live_rating_mae=Gauge("live_rating_mae", "Mean |predicted − true stars| over the last reviews with stars",
+                                  ("model_version",), namespace=namespace, registry=registry),
+            live_star5_accuracy=Gauge("live_star5_accuracy", "Share of rounded predicted ratings equal to the stars",
+                                      ("model_version",), namespace=namespace, registry=registry),
+            live_sentiment_agreement=Gauge(
+                "live_sentiment_agreement", "Share of predicted sentiments agreeing with the stars (1-2, 3, 4-5)",
+                ("model_version",), namespace=namespace, registry=registry),
+            prediction_drift_psi=Gauge(
+                "prediction_drift_psi", "Population stability index of the recent prediction mix against validation",
+                ("model_version", "what"), namespace=namespace, registry=registry),
+            alerts=counter("alerts", "Alerts raised (a product's recent negative share or complaints jumped)",
+                           ("kind",)),
         )
 
     def observe_stats(self, stats_json: str, topic: str) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from consumer.live_quality import Observed
 from reviews_mtl.aggregates.keys import review_state_address
 from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, LastAppliedBatch, PartitionBatch, Violation
 from reviews_mtl.contracts import (
@@ -101,6 +102,8 @@ class BatchOutput:
     violations: list[Violation] = field(default_factory=list)
     # Alerts of this batch (or of the earlier attempt it replays), for the alerts topic.
     alerts: list[OutRecord] = field(default_factory=list)
+    # What the model said of each review counted now (not replays), for the live-quality gauges.
+    observed: list[Observed] = field(default_factory=list)
     inference_s: float = 0.0
 
 
@@ -230,6 +233,10 @@ class BatchProcessor:
                 out.enriched.append(OutRecord(d.review.product_id.encode("utf-8"), d.payload))
                 if d.review.timestamp is not None and not d.replayed:
                     out.event_times.append(d.review.timestamp)
+                if d.record is not None:
+                    rec = d.record
+                    out.observed.append(Observed(rec.true_rating, rec.rating, rec.sentiment.label,
+                                                 tuple(rec.aspects_detected)))
         return out
 
     def check(self, partitions: Sequence[PartitionKey], starts: Mapping[PartitionKey, int],

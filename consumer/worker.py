@@ -18,6 +18,7 @@ it and callbacks run) with capped exponential backoff; it never commits past una
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer.batcher import MicroBatcher
+from consumer.live_quality import LiveQuality
 from consumer.metrics import WorkerMetrics
 from consumer.output import KafkaOutput, OutputError
 from consumer.processing import BatchOutput, BatchProcessor, InMessage, PartitionKey
@@ -72,6 +74,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         topic_id_of: Callable[[str], str] = lambda topic: "",
         prepare: Callable[[], None] | None = None,
+        live_quality: LiveQuality | None = None,
     ) -> None:
         self.consumer = consumer
         self.output = output
@@ -102,6 +105,7 @@ class Worker:
         self.topic_id_of = topic_id_of
         # Once, before the first batch (e.g. judge Redis's durability); retried while Redis is away.
         self.prepare = prepare
+        self.live_quality = live_quality
         self.positions: dict[PartitionKey, int] = {}
         self.unchecked: set[PartitionKey] = set()
         self.set_aside: dict[PartitionKey, Violation] = {}
@@ -293,6 +297,10 @@ class Worker:
         self.metrics.resends.inc(out.resends)
         self.metrics.edits.inc(out.edits)
         self.metrics.deletes.inc(out.deletes)
+        for alert in out.alerts:
+            self.metrics.alerts.labels(_alert_kind(alert.value)).inc()
+        if self.live_quality is not None:
+            self.live_quality.observe(self.processor.predictor.model_version, out.observed)
         for reason in out.dead_letter_reasons:
             self.metrics.dead_letters.labels(reason).inc()
         if out.inference_s:
@@ -516,6 +524,14 @@ class Worker:
         if self.degraded_reason is not None:
             log.info("recovered from: %s", self.degraded_reason)
             self.degraded_reason = None
+
+
+def _alert_kind(value: bytes | None) -> str:
+    """The alert's kind, with the aspect left out (labels stay few): negative_share or complaints."""
+    try:
+        return str(json.loads(value or b"{}").get("kind", "unknown")).split(":", 1)[0]
+    except ValueError:
+        return "unknown"
 
 
 def _fmt(partitions: list[TopicPartition]) -> str:

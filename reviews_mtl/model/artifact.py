@@ -131,6 +131,35 @@ class ArtifactConfig:
         return path
 
 
+@dataclass(frozen=True)
+class PredictionReference:
+    """What the model predicted on its validation reviews: the reference a live prediction mix is compared with."""
+
+    sentiment: dict[str, float]  # share of each predicted label
+    aspect_rates: dict[str, float]  # share of reviews in which each aspect is detected
+
+
+def prediction_reference(model_dir: Path) -> PredictionReference | None:
+    """From the artifact's ``metrics.json``: the predicted-label shares (columns of the validation confusion matrix)
+    and each aspect's predicted rate on validation reviews (support × recall / precision); None when it records
+    neither."""
+    try:
+        validation = json.loads((Path(model_dir) / METRICS_FILE).read_text(encoding="utf-8"))["validation"]
+        sentiment = validation["sentiment"]
+        columns = [sum(row[j] for row in sentiment["confusion"]) for j in range(len(sentiment["labels"]))]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    total = sum(columns)
+    if not total:
+        return None
+    rates: dict[str, float] = {}
+    for name, m in (validation.get("aspects_weak_on_reviews", {}).get("per_aspect") or {}).items():
+        n, precision = float(m.get("n") or 0), float(m.get("precision") or 0)
+        rates[name] = float(m["support"]) * float(m["recall"]) / precision / n if n and precision else 0.0
+    return PredictionReference({label: c / total for label, c in zip(sentiment["labels"], columns, strict=True)},
+                               rates)
+
+
 def validate_artifact(model_dir: Path) -> None:
     """Raise :class:`ArtifactError` unless ``model_dir`` holds every required file and a readable config."""
     missing = [name for name in REQUIRED_FILES if not (Path(model_dir) / name).is_file()]
