@@ -25,6 +25,7 @@ _COMMAND_GROUPS: tuple[str, ...] = (
     "producer.cli",
     "consumer.cli",
     "reviews_mtl.aggregates.cli",
+    "reviews_mtl.aggregates.analytics_cli",
     "reviews_mtl.dlq.cli",
     "reviews_mtl.serving.cli",
     "reviews_mtl.bench.cli",

@@ -1,5 +1,6 @@
-"""``reviews-mtl aggregates``: read the per-product aggregates in Redis (``show``, ``top``, ``products``),
-serve them over HTTP with a small live page (``serve``), and repair them (``rebuild``, ``reset-topic``).
+"""``reviews-mtl aggregates``: read the per-product aggregates in Redis (``show``, ``top``, ``products``, ``trend``,
+``quality``), serve them over HTTP with a small live page (``serve``), and repair them (``rebuild``,
+``reset-topic``).
 
 Redis comes from ``--redis-url`` or ``REDIS_URL`` (password also ``REDIS_PASSWORD``; key prefix
 ``REDIS_KEY_PREFIX``). Exit codes: 0 found; 1 unknown product or Redis unreachable; 2 a bad option.
@@ -12,6 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from reviews_mtl.aggregates.analytics_cli import register_analytics
 from reviews_mtl.aggregates.repair_cli import register_repair
 from reviews_mtl.cli_args import port_number
 from reviews_mtl.settings import ApiSettings
@@ -27,7 +29,8 @@ EXIT_USAGE = 2
 
 # Rankings the help text names; the full list (aspect:NAME, complaints:NAME) is checked by keys.parse_ranking.
 _BY_HELP = (
-    "negative_share | positive_share | review_count | rating_mean | aspect:NAME | complaints:NAME "
+    "negative_share | positive_share | review_count | rating_mean | recent_negative_share | aspect:NAME | "
+    "complaints:NAME | recent_complaints:NAME "
     "(NAME one of quality, price, shipping, packaging, durability, appearance, functionality, "
     "ease_of_use, customer_service, value_for_money)"
 )
@@ -77,6 +80,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
     serve.set_defaults(func=_serve)
 
+    register_analytics(sub)
     register_repair(sub)
 
 

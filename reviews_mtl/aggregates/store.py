@@ -393,12 +393,19 @@ class AggregateStore:
         key = keys.alerts_key(self.prefix, product_id)
         return [json.loads(item) for item in cast(list[bytes], self.client.lrange(key, 0, n - 1))]
 
+    def products_by_id(self, product_ids: Sequence[str]) -> list[ProductAggregate]:
+        """These products' aggregates, in this order (unknown ids left out)."""
+        return self._many(product_ids)
+
+    def search_count(self, prefix: str) -> int:
+        low, high = _lex_range(prefix)
+        return int(self.client.zlexcount(keys.products_index_key(self.prefix), low, high))
+
     def search(self, prefix: str, offset: int = 0, limit: int = 20) -> list[str]:
         """Product ids starting with ``prefix``, in byte order (the product index is one sorted set)."""
-        low = b"[" + prefix.encode("utf-8")
-        high = b"[" + prefix.encode("utf-8") + b"\xff" if prefix else b"+"
-        found = cast(list[bytes], self.client.zrangebylex(keys.products_index_key(self.prefix), low if prefix
-                                                          else b"-", high, start=offset, num=limit))
+        low, high = _lex_range(prefix)
+        found = cast(list[bytes], self.client.zrangebylex(keys.products_index_key(self.prefix), low, high,
+                                                          start=offset, num=limit))
         return [p.decode("utf-8") for p in found]
 
     def quality(self, days: int = 30) -> list[QualityDay]:
@@ -423,6 +430,14 @@ class AggregateStore:
         for pid in product_ids:
             pipe.hgetall(keys.product_key(self.prefix, pid))
         return [_to_aggregate(pid, raw) for pid, raw in zip(product_ids, pipe.execute(), strict=True) if raw]
+
+
+def _lex_range(prefix: str) -> tuple[bytes, bytes]:
+    """ZRANGEBYLEX bounds of the members starting with ``prefix`` (every member for "")."""
+    if not prefix:
+        return b"-", b"+"
+    raw = prefix.encode("utf-8")
+    return b"[" + raw, b"[" + raw + b"\xff"
 
 
 def _to_quality(version: str, day: str, h: dict[str, str]) -> QualityDay:
