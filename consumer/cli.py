@@ -131,15 +131,21 @@ def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | N
         timer.daemon = True
         timer.start()
 
-    # Signals are taken by a thread of their own, not by a handler of the main thread: that one may sit for seconds
-    # inside a librdkafka call, and the drain bound counts from the signal. Blocked before any client starts, so
-    # librdkafka's threads inherit the mask. Before the model loads: a replica scaled down while starting must
-    # still exit cleanly.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    # Signals are acted on by a thread of their own, not by a handler of the main thread: that one may sit for
+    # seconds inside a librdkafka call, and the drain bound counts from the signal. The C-level handler writes the
+    # signal number to a pipe whatever thread receives it (set_wakeup_fd); the watcher reads it at once. Before the
+    # model loads: a replica scaled down while starting must still exit cleanly.
+    readable, writable = os.pipe()
+    os.set_blocking(writable, False)
+    signal.set_wakeup_fd(writable)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda s, f: None)  # the Python-level handler has nothing left to do
 
     def wait_for_signals() -> None:
         while True:
-            on_signal(signal.sigwait({signal.SIGTERM, signal.SIGINT}))
+            for signum in os.read(readable, 16):
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    on_signal(signum)
 
     threading.Thread(target=wait_for_signals, name="signals", daemon=True).start()
     from confluent_kafka import KafkaException
