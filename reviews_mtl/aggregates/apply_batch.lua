@@ -430,6 +430,7 @@ local function alert(pid, kind, aspect, lifetime, recent, effective, ids)
                              from = lifetime, to = recent, recent_reviews = effective, half_life_s = HALF_LIFE_S,
                              at = NOW, review_ids = ids})
   alerts[#alerts + 1] = body
+  redis.call('HINCRBY', totals_key, 'alerts', 1)
   redis.call('LPUSH', prefix .. ':alerts', body)
   redis.call('LTRIM', prefix .. ':alerts', 0, 99)
   redis.call('LPUSH', prefix .. ':alerts:' .. pid, body)

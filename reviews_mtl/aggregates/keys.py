@@ -29,7 +29,8 @@ key                                type    content
 ``P:meta``                         hash    ``rebuild`` → the token of a rebuild in progress (workers wait)
 ``P:totals``                       hash    ``reviews`` (counted now), ``sentiment:{label}``, ``edits``,
                                            ``deletes``, ``resends`` (neither new nor newer), ``dead_letters`` (bad
-                                           input), ``messages`` (every input message applied, whatever it was)
+                                           input), ``messages`` (every input message applied, whatever it was),
+                                           ``alerts`` (raised)
 ``P:dlq:redriven``                 hash    ``{topic}:{partition}:{offset}`` of a dead letter's source → JSON
                                            ``{"state": "sending"|"sent", "at", "dlq", "to"}``: what
                                            ``reviews-mtl dlq redrive`` re-published, so each goes at most once
