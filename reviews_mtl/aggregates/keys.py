@@ -26,7 +26,22 @@ key                                type    content
                                            "records": {offset: published record}, "silent": {offset: state
                                            address}}``, reused when the batch is replayed so Kafka gets what
                                            Redis counted (and checked against it: same review, same offset)
-``P:meta``                         hash    ``rebuild`` → the token of a rebuild in progress (workers wait)
+``P:meta``                         hash    ``rebuild`` → the token of a rebuild in progress (workers wait);
+                                           ``bucket_s``, ``half_life_s``: fixed by the prefix's first batch
+``P:day:{product_id}:{start}``     hash    the product's counts in the bucket starting at ``start`` (event time,
+                                           UTC): ``review_count``, ``sentiment:{label}``, ``rating_sum``,
+                                           ``aspect:{name}``, ``aspect:{name}:negative``; expires after the
+                                           retention
+``P:rank:recent_negative_share``   zset    product → half-life negative share (``decay_negative / decay_n`` of
+                                           the product hash, weights 2^((t − decay_t0) / half-life))
+``P:rank:recent_complaints:{name}`` zset   product → half-life share of negative reviews mentioning the aspect
+``P:recent:{product_id}``          list    the last reviews (JSON: id, text snippet, prediction), newest first
+``P:products``                     zset    every product id, score 0: the index of prefix search (ZRANGEBYLEX)
+``P:alerts``, ``P:alerts:{id}``    list    the latest alerts (JSON, as on the alerts topic), newest first
+``P:alerted:{id}:{kind}``          string  the cool-down of one alert kind of one product (expires)
+``P:quality:{version}:{day}``      hash    predictions, ``pred:{label}``, ``aspect:{name}``, and of reviews with
+                                           stars ``n``, ``abs_err_sum``, ``star_hits``, ``sentiment_hits``,
+                                           ``confusion:{from stars}:{predicted}``; ``P:quality:versions`` a set
 ``P:totals``                       hash    ``reviews`` (counted now), ``sentiment:{label}``, ``edits``,
                                            ``deletes``, ``resends`` (neither new nor newer), ``dead_letters`` (bad
                                            input), ``messages`` (every input message applied, whatever it was),
