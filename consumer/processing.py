@@ -370,7 +370,8 @@ class BatchProcessor:
             category=r.category,
             timestamp=r.timestamp,
             sentiment=pred.sentiment,
-            rating=pred.rating,
+            # Four decimals: what Redis keeps of it, so the record published is the contribution counted.
+            rating=round(pred.rating, 4),
             aspects=pred.aspects,
             aspects_detected=pred.aspects_detected,
             model_name=self.predictor.model_name,

@@ -138,7 +138,8 @@ def rebuild(
         if alerts_topic is not None:
             # Alerts are not decided again (they were raised when it happened); their count is the topic's.
             report.alerts = sum(1 for _ in scan_topic(kafka, alerts_topic, isolation="read_committed", timeout_s=600))
-            store.client.hset(keys.totals_key(store.prefix), "alerts", report.alerts)
+            if report.alerts:
+                store.client.hset(keys.totals_key(store.prefix), "alerts", report.alerts)
         tid = topic_id(kafka, input_topic)
         if tid:
             store.client.hset(keys.topic_ids_key(store.prefix), input_topic, tid)

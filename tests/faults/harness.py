@@ -38,7 +38,7 @@ _GOOD = {"review_id": "bad", "product_id": "pbad", "text": "fine"}
 
 
 def bad_catalogue() -> list[tuple[bytes | None, str]]:
-    """At least twelve kinds of bad input, each with the reason the worker must give it."""
+    """Sixteen bad inputs of thirteen kinds, each with the reason the worker must give it."""
     def j(obj: object) -> bytes:
         return json.dumps(obj).encode()
 
@@ -58,6 +58,8 @@ def bad_catalogue() -> list[tuple[bytes | None, str]]:
         (bytes(rnd.randrange(128, 256) for _ in range(64)), "invalid_utf8"),  # random bytes
         (b'{"review_id": "b7", "product_id": "p", "text": "bell\x07"}', "invalid_json"),  # raw control char
         (j({**_GOOD, "review_id": "b8", "text": "\u0000\u0007\u001b"}), "empty_text"),  # only control chars
+        (j({**_GOOD, "review_id": "  "}), "empty_review_id"),
+        (j({**_GOOD, "review_id": "b9", "timestamp": "2026-01-01T00:00:00"}), "invalid_field"),  # no timezone
     ]
 
 
