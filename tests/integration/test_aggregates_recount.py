@@ -35,7 +35,8 @@ class Recount:
     # Half-life weights, 2^((t - t_first) / half-life): their shares do not depend on the landmark.
     weight: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     negative_weight: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    complaint_weight: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    complaint_weight: dict[str, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float)))
 
     @classmethod
     def of(cls, records: list[dict[str, Any]]) -> Recount:
