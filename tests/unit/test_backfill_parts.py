@@ -124,3 +124,16 @@ def test_follow_keeps_going_once_caught_up() -> None:
     progress.attach(worker)  # type: ignore[arg-type]
     progress(3)
     assert progress.caught_up and not worker.stopped
+
+
+def test_backfill_flags_default_to_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reviews_mtl.cli import build_parser
+    from reviews_mtl.settings import env_names
+
+    for name, value in (("REVIEWS_BACKFILL_KEY_PREFIX", "rmtl-b"), ("REVIEWS_BACKFILL_RATE", "50"),
+                        ("REVIEWS_BACKFILL_SINCE", "2h"), ("REVIEWS_BACKFILL_FOLLOW", "true")):
+        monkeypatch.setenv(name, value)
+        assert name in env_names()
+    args = build_parser().parse_args(["backfill"])
+    assert (args.key_prefix, args.rate, args.since, args.follow) == ("rmtl-b", 50.0, "2h", True)
+    assert build_parser().parse_args(["backfill", "--rate", "7"]).rate == 7.0  # a flag wins

@@ -161,3 +161,20 @@ def test_shadow_records_go_to_the_shadow_topic_in_the_batch_transaction() -> Non
     plain.start()
     plain.publish(out)
     assert "produce:out.shadow" not in without.calls  # no shadow topic, no shadow records
+
+
+def test_without_a_shadow_model_the_worker_is_built_exactly_as_before(tiny_model_dir: Path) -> None:
+    """Disabled means absent: no wrapper around the live processor and no shadow topic on the output."""
+    from consumer.app import build_worker
+    from reviews_mtl.settings import ConsumerSettings, KafkaSettings, RedisSettings, TopicSettings
+
+    kafka, redis_settings = KafkaSettings(bootstrap_servers="127.0.0.1:1"), RedisSettings(url="redis://127.0.0.1:1/0")  # type: ignore[arg-type]
+    plain = build_worker(ConsumerSettings(model_dir=tiny_model_dir, runtime="onnx-int8", metrics_port=0), kafka,
+                         TopicSettings(), redis_settings)
+    assert type(plain.worker.processor) is BatchProcessor and plain.worker.output.shadow_topic is None
+    shadowed = build_worker(ConsumerSettings(model_dir=tiny_model_dir, runtime="onnx-int8", metrics_port=0,
+                                             shadow_model_dir=tiny_model_dir), kafka, TopicSettings(), redis_settings)
+    assert isinstance(shadowed.worker.processor, ShadowProcessor)
+    assert shadowed.worker.output.shadow_topic == "reviews.enriched.shadow"
+    for process in (plain, shadowed):
+        process.worker.consumer.close()
