@@ -2,8 +2,8 @@
 
 They are the one owner of the environment: the services read their settings here, and every CLI takes the
 defaults of its flags from a class here (``TrainSettings``, ``EvalSettings``, ``ProducerCliSettings``,
-``DemoSettings``, ``ApiSettings``, ``DataSettings``), so a flag wins over its variable, which wins over the
-default. :func:`env_names` lists every variable, and the deployment tests hold the manifests to it.
+``DemoSettings``, ``ApiSettings``, ``DataSettings``, ``BackfillSettings``), so a flag wins over its variable,
+which wins over the default. :func:`env_names` lists every variable, and the deployment tests hold the manifests to it.
 
 ``KafkaSettings.as_librdkafka_dict`` is the one place that renders librdkafka's dotted keys, including
 SASL and SSL, so every client (producer, consumer, admin) talks to a secured cluster the same way.
