@@ -28,7 +28,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from consumer.worker import Worker
-from reviews_mtl.aggregates.prefixes import check_prefix
+from reviews_mtl.aggregates.prefixes import check_prefix, declare_start
+from reviews_mtl.aggregates.store import AggregateStore
 from reviews_mtl.kafka import make_consumer
 from reviews_mtl.kafka.reading import high_watermarks, topic_partitions
 from reviews_mtl.settings import BackfillSettings, ConsumerSettings, TopicSettings
@@ -86,9 +87,14 @@ class StartPoint:
         return sum(max(0, self.ends[p] - self.starts[p]) for p in self.starts)
 
 
-def commit_start_offsets(kafka: Any, group_id: str, topic: str, since_ms: int | None,
+def commit_start_offsets(kafka: Any, group_id: str, topic: str, since_ms: int | None, store: AggregateStore,
                          timeout_s: float = 30.0) -> StartPoint:
-    """Commit the start offsets of ``group_id`` for the partitions it has none for; return where each starts."""
+    """Commit the start offsets of ``group_id`` for the partitions it has none for; return where each starts.
+
+    A start past the beginning (``--since``, or records gone with retention) is first declared in the new prefix
+    (:func:`~reviews_mtl.aggregates.prefixes.declare_start`): the worker refuses a committed offset Redis has not
+    caught up with, and here that gap is on purpose.
+    """
     admin = make_consumer(kafka, group_id, **{"enable.partition.eof": False})
     try:
         partitions = topic_partitions(admin, topic, timeout_s)
@@ -100,6 +106,7 @@ def commit_start_offsets(kafka: Any, group_id: str, topic: str, since_ms: int | 
         starts = {p: committed[p] for p in resumed}
         starts.update(_fresh_starts(admin, topic, fresh, since_ms, ends, timeout_s))
         if fresh:
+            declare_start(store.client, store.prefix, topic, {p: starts[p] for p in fresh})
             admin.commit(offsets=[TopicPartition(topic, p, starts[p]) for p in fresh], asynchronous=False)
         return StartPoint(starts, ends, resumed)
     finally:

@@ -65,6 +65,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import redis
     from confluent_kafka import KafkaException
     from pydantic import SecretStr
 
@@ -111,8 +112,12 @@ def run(args: argparse.Namespace) -> int:
             reader.close()
         create_topic(kafka, the_plan.enriched_topic, partitions, topics.replication_factor)
         create_topic(kafka, the_plan.dlq_topic, DLQ_PARTITIONS, topics.replication_factor)
-        start = commit_start_offsets(kafka, the_plan.group_id, the_plan.input_topic, the_plan.since_ms)
-    except (KafkaSetupError, KafkaException) as exc:
+        start = commit_start_offsets(kafka, the_plan.group_id, the_plan.input_topic, the_plan.since_ms,
+                                     AggregateStore.from_settings(redis_settings))
+    except PrefixError as exc:
+        print(f"reviews-mtl backfill: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (KafkaSetupError, KafkaException, redis.RedisError) as exc:
         print(f"reviews-mtl backfill: cannot start on {the_plan.input_topic}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     where = "resuming its committed offsets" if start.resumed else (

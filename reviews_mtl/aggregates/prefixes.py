@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -74,6 +74,24 @@ def record_model(client: redis.Redis, prefix: str, name: str, version: str, runt
     """Note that a model writes under ``prefix`` (first use kept): a writer calls it at start and on each switch."""
     field_name = json.dumps([name, version, runtime], separators=(",", ":"))
     client.hsetnx(keys.models_key(prefix), field_name, repr(time.time() if now is None else now))
+
+
+def declare_start(client: redis.Redis, prefix: str, topic: str, starts: Mapping[int, int]) -> None:
+    """A prefix that counts ``topic`` from ``starts`` on (a backfill ``--since``, or a partition whose oldest records
+    are gone): its watermark is set just below each start, as if everything before had been applied, so the
+    worker's check that Redis holds everything Kafka committed (a committed offset past watermark + 1 is Redis
+    behind) holds. Call it before committing those offsets. Refuses (:class:`PrefixError`) a partition the prefix
+    already holds at another offset: its aggregates belong to another start."""
+    key = keys.watermarks_key(prefix)
+    for partition, start in sorted(starts.items()):
+        if start <= 0:
+            continue
+        field_name = keys.partition_field(topic, partition)
+        if not client.hsetnx(key, field_name, start - 1):
+            held = int(cast(bytes, client.hget(key, field_name)))
+            if held != start - 1:
+                raise PrefixError(f"prefix {prefix!r} already holds {field_name} up to offset {held}, not {start - 1}: "
+                                  "drop it, or pick a new prefix")
 
 
 def models_of(client: redis.Redis, prefix: str) -> list[ModelUse]:

@@ -38,7 +38,7 @@ def two(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Two]:
     new, _ = fill(client)
     # The re-scored history differs: one more product under the new prefix.
     enriched = json.dumps({"review_id": "n1", "product_id": NEW_ONLY}).encode()
-    new.apply_batch([PartitionBatch("reviews", 2, [AppliedRecord(0, "n1", NEW_ONLY, "positive", 5.0, ["price"],
+    new.apply_batch([PartitionBatch("reviews", 2, records=[AppliedRecord(0, "n1", NEW_ONLY, "positive", 5.0, ["price"],
                                                                  1.7e9, enriched)])])
     record_model(client, old.prefix, "reviews-mtl", "A", "onnx-int8", now=1.0)
     record_model(client, new.prefix, "reviews-mtl", "B", "onnx-int8", now=2.0)

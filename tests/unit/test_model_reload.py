@@ -18,8 +18,8 @@ from consumer.processing import BatchProcessor, InMessage, Predictor
 from reviews_mtl.contracts import ASPECT_NAMES, Review
 from reviews_mtl.model import load_predictor
 from reviews_mtl.model.artifact import CONFIG_FILE, ONNX_INT8_FILE
+from tests.fixtures.memory_store import MemoryStore
 from tests.fixtures.model import copy_artifact, point_link
-from tests.unit.test_consumer_processing import FakeStore
 
 
 class Clock:
@@ -179,7 +179,7 @@ def _messages(start: int, n: int) -> list[InMessage]:
 def test_each_batch_is_predicted_by_one_model(models: dict[str, Path]) -> None:
     """The worker's order: process a batch, then the hook. A load finishing mid-batch switches after it."""
     h = Harness(models["current"], background=True)
-    processor = BatchProcessor(h.serving, FakeStore())
+    processor = BatchProcessor(h.serving, MemoryStore())
 
     def switch(new: Predictor, directory: Path) -> None:
         processor.predictor = new

@@ -17,9 +17,9 @@ from consumer.processing import BatchOutput, BatchProcessor, InMessage, OutRecor
 from consumer.shadow import BatchSampler, ShadowProcessor, aspect_jaccard
 from reviews_mtl.contracts import ASPECT_NAMES, EnrichedRecord, Prediction, Review
 from reviews_mtl.model import load_predictor
+from tests.fixtures.memory_store import MemoryStore
 from tests.fixtures.model import copy_artifact
 from tests.unit.test_consumer_output import FakeConsumer, FakeProducer
-from tests.unit.test_consumer_processing import FakeStore
 
 TEXTS = ["Great value, sturdy and cheap.", "Broke in a week, shipping was slow.", "It is fine I guess.",
          "The box was crushed and support never answered."]
@@ -75,8 +75,8 @@ def test_the_sampler_takes_an_exact_even_share() -> None:
 def test_one_shadow_record_per_live_record_and_the_live_output_unchanged(live_dir: Path, shadow_dir: Path) -> None:
     registry = CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
-    plain = BatchProcessor(load(live_dir), FakeStore(), clock=Clock())
-    shadowed = ShadowProcessor(BatchProcessor(load(live_dir), FakeStore(), clock=Clock()), load(shadow_dir),
+    plain = BatchProcessor(load(live_dir), MemoryStore(), clock=Clock())
+    shadowed = ShadowProcessor(BatchProcessor(load(live_dir), MemoryStore(), clock=Clock()), load(shadow_dir),
                                metrics.shadow, clock=Clock())
     agree_aspects = 0
     n = 0
@@ -116,7 +116,7 @@ def test_one_shadow_record_per_live_record_and_the_live_output_unchanged(live_di
 
 def test_a_share_of_the_batches(live_dir: Path, shadow_dir: Path) -> None:
     metrics = WorkerMetrics.create(CollectorRegistry())
-    shadowed = ShadowProcessor(BatchProcessor(load(live_dir), FakeStore()), load(shadow_dir), metrics.shadow,
+    shadowed = ShadowProcessor(BatchProcessor(load(live_dir), MemoryStore()), load(shadow_dir), metrics.shadow,
                                share=0.5)
     sizes = [len(shadowed.process(messages(10 * i, 4)).shadow) for i in range(4)]
     assert sizes == [4, 0, 4, 0]
@@ -132,7 +132,7 @@ class Broken:
 def test_a_failing_shadow_costs_the_live_path_nothing(live_dir: Path) -> None:
     registry = CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
-    shadowed = ShadowProcessor(BatchProcessor(load(live_dir), FakeStore()), Broken(), metrics.shadow)
+    shadowed = ShadowProcessor(BatchProcessor(load(live_dir), MemoryStore()), Broken(), metrics.shadow)
     out = shadowed.process(messages(0, 8))
     assert len(out.enriched) == 8 and out.shadow == []
     assert registry.get_sample_value("reviews_mtl_shadow_errors_total") == 1.0
