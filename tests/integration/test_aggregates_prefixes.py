@@ -13,7 +13,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from reviews_mtl.aggregates.api import create_app
-from reviews_mtl.aggregates.prefixes import Prefixes, record_model
+from reviews_mtl.aggregates.prefixes import PrefixError, Prefixes, declare_start, record_model
 from reviews_mtl.aggregates.store import AggregateStore, AppliedRecord, PartitionBatch
 from reviews_mtl.cli import main
 from tests.integration.aggregates_data import fill
@@ -125,3 +125,14 @@ def test_dropping_the_prefix_that_holds_the_pointer_keeps_the_pointer(two: Two) 
     prefixes.promote(two.new.prefix)
     assert prefixes.drop(two.old.prefix) > 0
     assert prefixes.active() == two.new.prefix and two.client.get(pointer_under_old) == two.new.prefix.encode()
+
+
+def test_a_start_declared_in_a_new_prefix_is_kept_and_a_different_one_refused(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"fresh-{uuid.uuid4().hex[:8]}"
+    declare_start(client, prefix, "reviews", {0: 0, 1: 120})
+    assert AggregateStore(client, prefix).watermarks() == {("reviews", 1): 119}  # offset 0: nothing to declare
+    declare_start(client, prefix, "reviews", {1: 120})  # the same start again (a restarted backfill): fine
+    with pytest.raises(PrefixError, match="already holds reviews:1 up to offset 119"):
+        declare_start(client, prefix, "reviews", {1: 50})
+    client.delete(f"{prefix}:watermarks")
