@@ -173,6 +173,7 @@ class Progress:
         self.worker: Worker | None = None
         self.caught_up = not start.total  # nothing to do: done at once
         self.done_at: float | None = None
+        self.first_batch_at: float | None = None  # when the first batch was handled (after the model load and join)
         self.positions: dict[int, int] = dict(start.starts)
         self.lag: int | None = None
         self.began = clock()
@@ -195,6 +196,8 @@ class Progress:
         if worker is None:
             return
         now = self.clock()
+        if handled and self.first_batch_at is None:
+            self.first_batch_at = now
         due = now - self._last >= self.interval_s
         if not (handled or due) or not worker.assigned:
             return

@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "prefix": the_plan.prefix, "group_id": the_plan.group_id, "caught_up": progress.caught_up,
         "records": progress.handled, "to_the_end": start.total, "seconds": round(progress.clock() - progress.began, 1),
+        # From the first batch on (the model loaded, the group joined): what --rate bounds.
+        "seconds_from_first_batch": round((progress.done_at or progress.clock()) - progress.first_batch_at, 2)
+        if progress.first_batch_at is not None else None,
         "reviews": totals.get("reviews", 0), "dead_letters": totals.get("dead_letters", 0),
         "enriched_topic": the_plan.enriched_topic, "dlq_topic": the_plan.dlq_topic,
     }

@@ -276,15 +276,17 @@ def test_backfill_into_a_new_prefix_equals_a_recount_under_the_new_model_then_pr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["caught_up"] and summary["records"] == len(reviews) + 1 == summary["to_the_end"]
     assert summary["reviews"] == len(reviews) and summary["dead_letters"] == 1
-    assert summary["seconds"] >= (len(reviews) + 1 - 50) / 100 - 0.1  # the rate bound held
-    print(f"\nbackfill: {len(reviews) + 1} records in {summary['seconds']}s at --rate 100 "
-          f"({elapsed:.1f}s with start-up)")
+    # The rate bound held: after the first batch of 50, the other 251 records took at least 2.51 s at 100/s.
+    assert summary["seconds_from_first_batch"] >= (len(reviews) + 1 - 50) / 100 - 0.05
+    print(f"\nbackfill: {len(reviews) + 1} records, {summary['seconds_from_first_batch']}s from the first batch at "
+          f"--rate 100 ({summary['seconds']}s with the model load and group join, {elapsed:.1f}s with the process)")
 
     # The new prefix equals a recount of the input under the new model.
     b = version_of(versions, "b")
     model = load_predictor(versions["b"], runtime="onnx-fp32", intra_op_threads=1)
     predictions = model.predict([r.model_text() for r in reviews])
-    expected = [{"product_id": r.product_id, "sentiment": {"label": p.sentiment.label}, "rating": p.rating,
+    expected = [{"review_id": r.review_id, "product_id": r.product_id, "sentiment": {"label": p.sentiment.label},
+                 "rating": p.rating,
                  "aspects_detected": p.aspects_detected} for r, p in zip(reviews, predictions, strict=True)]
     store = AggregateStore(pipe.store.client, new)
     assert_aggregates_match_recount(store, expected)
