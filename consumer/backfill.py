@@ -5,8 +5,9 @@ script, watermarks and Kafka transactions: exactly once), with other settings (:
 
 - its own consumer group ``{group}.backfill.{prefix}``, so it reads the whole topic while the live group goes on;
 - the new key prefix, so the live aggregates are never touched (``aggregates promote`` switches the readers);
-- its own enriched and dead-letter topics ``{enriched}.{prefix}`` and ``{dlq}.{prefix}``: the history re-scored by
-  the new model, and no second copy of old dead letters on the live DLQ.
+- its own enriched, dead-letter and alert topics ``{enriched}.{prefix}``, ``{dlq}.{prefix}`` and
+  ``{alerts}.{prefix}``: the history re-scored by the new model, no second copy of old dead letters on the live DLQ,
+  and no alert of an old burst on the live alerts topic.
 
 Where it starts (:func:`commit_start_offsets`): a group with committed offsets resumes from them; a new one gets
 the beginning of each partition, or with ``--since`` the first offset at or after that time (offsets-for-times),
@@ -49,6 +50,7 @@ class BackfillPlan:
     input_topic: str
     enriched_topic: str
     dlq_topic: str
+    alerts_topic: str
     since_ms: int | None  # None: from the beginning
     rate: float | None
     follow: bool
@@ -68,6 +70,8 @@ def plan(settings: BackfillSettings, consumer: ConsumerSettings, topics: TopicSe
         input_topic=topics.input,
         enriched_topic=settings.enriched_topic or f"{topics.enriched}.{prefix}",
         dlq_topic=settings.dlq_topic or f"{topics.dlq}.{prefix}",
+        # History replayed under a new model may jump where the live stream did: those alerts are the new prefix's.
+        alerts_topic=f"{topics.alerts}.{prefix}",
         since_ms=since_ms,
         rate=settings.rate,
         follow=settings.follow,

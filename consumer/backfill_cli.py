@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
     consumer = base.model_copy(update=overrides)
-    topics = topics.model_copy(update={"enriched": the_plan.enriched_topic, "dlq": the_plan.dlq_topic})
+    topics = topics.model_copy(update={"enriched": the_plan.enriched_topic, "dlq": the_plan.dlq_topic,
+                                       "alerts": the_plan.alerts_topic})
 
     try:
         reader = throwaway_reader(kafka, "read_committed")
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             reader.close()
         create_topic(kafka, the_plan.enriched_topic, partitions, topics.replication_factor)
         create_topic(kafka, the_plan.dlq_topic, DLQ_PARTITIONS, topics.replication_factor)
+        create_topic(kafka, the_plan.alerts_topic, partitions, topics.replication_factor)
         start = commit_start_offsets(kafka, the_plan.group_id, the_plan.input_topic, the_plan.since_ms,
                                      AggregateStore.from_settings(redis_settings))
     except PrefixError as exc:
@@ -151,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         if progress.first_batch_at is not None else None,
         "reviews": totals.get("reviews", 0), "dead_letters": totals.get("dead_letters", 0),
         "enriched_topic": the_plan.enriched_topic, "dlq_topic": the_plan.dlq_topic,
+        "alerts_topic": the_plan.alerts_topic,
     }
     if args.json:
         print(json.dumps(summary))

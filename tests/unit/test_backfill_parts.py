@@ -16,9 +16,9 @@ from reviews_mtl.settings import BackfillSettings, ConsumerSettings, TopicSettin
 
 def test_the_plan_derives_group_and_topics_from_the_prefix() -> None:
     p = plan(BackfillSettings(model_dir=Path("m"), key_prefix="rmtl-v2"), ConsumerSettings(group_id="g"),
-             TopicSettings(input="in", enriched="out", dlq="dead"), since_ms=None)
-    assert (p.group_id, p.input_topic, p.enriched_topic, p.dlq_topic) == ("g.backfill.rmtl-v2", "in",
-                                                                          "out.rmtl-v2", "dead.rmtl-v2")
+             TopicSettings(input="in", enriched="out", dlq="dead", alerts="alarm"), since_ms=None)
+    assert (p.group_id, p.input_topic, p.enriched_topic, p.dlq_topic, p.alerts_topic) == (
+        "g.backfill.rmtl-v2", "in", "out.rmtl-v2", "dead.rmtl-v2", "alarm.rmtl-v2")
     own = plan(BackfillSettings(model_dir=Path("m"), key_prefix="b", group_id="x", enriched_topic="e", dlq_topic="d"),
                ConsumerSettings(), TopicSettings(), since_ms=5)
     assert (own.group_id, own.enriched_topic, own.dlq_topic, own.since_ms) == ("x", "e", "d", 5)
@@ -98,7 +98,7 @@ class FakeWorker:
 
 
 def _plan(follow: bool = False) -> BackfillPlan:
-    return BackfillPlan(Path("m"), "b", "g", "in", "out.b", "dlq.b", None, None, follow)
+    return BackfillPlan(Path("m"), "b", "g", "in", "out.b", "dlq.b", "alerts.b", None, None, follow)
 
 
 def test_done_when_every_partition_is_past_its_end_at_start() -> None:
