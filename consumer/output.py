@@ -64,6 +64,7 @@ class KafkaOutput:
         alerts_topic: str = "reviews.alerts",
         timeout_s: float = 30.0,
         call_timeout_s: float = 5.0,
+        shadow_topic: str | None = None,
     ) -> None:
         self.producer_factory = producer_factory
         self.producer = producer_factory()
@@ -72,6 +73,7 @@ class KafkaOutput:
         self.enriched_topic = enriched_topic
         self.dlq_topic = dlq_topic
         self.alerts_topic = alerts_topic
+        self.shadow_topic = shadow_topic
         self.transactional = transactional
         self.timeout_s = timeout_s
         # Each blocking call of a batch's transaction (offsets, commit, abort) returns within this, as a retriable
@@ -149,6 +151,9 @@ class KafkaOutput:
                                (self.alerts_topic, out.alerts)):
             for rec in records:
                 self._produce(topic, rec)
+        if self.shadow_topic is not None:
+            for rec in out.shadow:
+                self._produce(self.shadow_topic, rec)
 
     def _produce(self, topic: str, rec: OutRecord) -> None:
         while True:

@@ -105,6 +105,9 @@ class BatchOutput:
     # What the model said of each review counted now (not replays), for the live-quality gauges.
     observed: list[Observed] = field(default_factory=list)
     inference_s: float = 0.0
+    # A shadow model's records of this batch (``consumer.shadow``): published in the same transaction, to the
+    # shadow topic only, never applied to the aggregates.
+    shadow: list[OutRecord] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -22,8 +22,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -32,7 +33,7 @@ from consumer.batcher import MicroBatcher
 from consumer.live_quality import LiveQuality
 from consumer.metrics import WorkerMetrics
 from consumer.output import KafkaOutput, OutputError
-from consumer.processing import BatchOutput, BatchProcessor, InMessage, PartitionKey
+from consumer.processing import BatchOutput, BatchProcessor, InMessage, PartitionKey, Predictor
 from reviews_mtl.aggregates.store import Violation
 
 log = logging.getLogger(__name__)
@@ -63,18 +64,37 @@ _REPAIR = {
 }
 
 
+class Processes(Protocol):
+    """What the loop needs of a processor: ``BatchProcessor``, or one wrapped (``consumer.shadow``)."""
+
+    @property
+    def predictor(self) -> Predictor: ...
+
+    def process(self, messages: Sequence[InMessage], starts: Mapping[PartitionKey, int] | None = None,
+                topic_ids: Mapping[str, str] | None = None) -> BatchOutput: ...
+
+    def check(self, partitions: Sequence[PartitionKey], starts: Mapping[PartitionKey, int],
+              topic_ids: Mapping[str, str]) -> list[Violation]: ...
+
+
+# Called after every loop turn with the number of messages it handled (0 when the poll was empty): the one
+# place between two batches (hot reload, a backfill's rate bound and progress).
+BetweenBatches = Callable[[int], None]
+
+
 class Worker:
     def __init__(
         self,
         consumer: Consumer,
         output: KafkaOutput,
-        processor: BatchProcessor,
+        processor: BatchProcessor | Processes,
         metrics: WorkerMetrics,
         options: WorkerOptions,
         clock: Callable[[], float] = time.monotonic,
         topic_id_of: Callable[[str], str] = lambda topic: "",
         prepare: Callable[[], None] | None = None,
         live_quality: LiveQuality | None = None,
+        between_batches: BetweenBatches | None = None,
     ) -> None:
         self.consumer = consumer
         self.output = output
@@ -82,6 +102,7 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.clock = clock
+        self.between_batches = between_batches
         self.batcher = MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock,
                                     idle_close_s=options.batch_idle_close_s)
         self.assigned: set[tuple[str, int]] = set()
@@ -146,6 +167,8 @@ class Worker:
                 messages = self._collect()
                 if messages:
                     self._handle(messages)
+                if self.between_batches is not None:
+                    self.between_batches(len(messages))
         finally:
             self._close()
 

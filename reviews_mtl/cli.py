@@ -24,6 +24,7 @@ _COMMAND_GROUPS: tuple[str, ...] = (
     "reviews_mtl.training.cli",
     "producer.cli",
     "consumer.cli",
+    "consumer.backfill_cli",
     "reviews_mtl.aggregates.cli",
     "reviews_mtl.aggregates.analytics_cli",
     "reviews_mtl.dlq.cli",

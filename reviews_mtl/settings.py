@@ -2,8 +2,8 @@
 
 They are the one owner of the environment: the services read their settings here, and every CLI takes the
 defaults of its flags from a class here (``TrainSettings``, ``EvalSettings``, ``ProducerCliSettings``,
-``DemoSettings``, ``ApiSettings``, ``DataSettings``), so a flag wins over its variable, which wins over the
-default. :func:`env_names` lists every variable, and the deployment tests hold the manifests to it.
+``DemoSettings``, ``ApiSettings``, ``DataSettings``, ``BackfillSettings``), so a flag wins over its variable,
+which wins over the default. :func:`env_names` lists every variable, and the deployment tests hold the manifests to it.
 
 ``KafkaSettings.as_librdkafka_dict`` is the one place that renders librdkafka's dotted keys, including
 SASL and SSL, so every client (producer, consumer, admin) talks to a secured cluster the same way.
@@ -109,6 +109,9 @@ class RedisSettings(BaseSettings):
     # After each batch, wait for this many replicas to hold it (WAIT) before the Kafka commit.
     wait_replicas: int = Field(default=0, ge=0)
     wait_timeout_ms: int = Field(default=2000, ge=1)
+    # The read side (API, page, CLI) reads the prefix this key names, else ``key_prefix``: ``reviews-mtl
+    # aggregates promote NEW`` sets it, so readers switch to a backfilled prefix in one atomic write.
+    active_prefix_key: str = "rmtl:active-prefix"
 
 
 class TopicSettings(BaseSettings):
@@ -120,6 +123,8 @@ class TopicSettings(BaseSettings):
     enriched: str = "reviews.enriched"
     dlq: str = "reviews.dlq"
     alerts: str = "reviews.alerts"
+    # What a shadow model (``consume --shadow-model``) predicts: never counted in the aggregates.
+    enriched_shadow: str = "reviews.enriched.shadow"
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
@@ -217,6 +222,13 @@ class ConsumerSettings(BaseSettings):
     stuck_after_failures: int = Field(default=5, ge=1)
     # How often a partition set aside (its aggregates cannot be trusted) is checked again.
     integrity_recheck_s: float = Field(default=5.0, gt=0)
+    # Hot reload: between batches, at most this often, the worker looks for a new artifact at model_dir (its
+    # resolved path and config.json's mtime); SIGHUP looks at once. 0 = only on SIGHUP.
+    model_check_interval_s: float = Field(default=10.0, ge=0)
+    # A candidate model run beside the live one on the same batches; its predictions go to the shadow topic only.
+    shadow_model_dir: Path | None = None
+    # The share of batches the shadow model sees (1 = every batch).
+    shadow_share: float = Field(default=1.0, gt=0, le=1)
 
     @model_validator(mode="after")
     def _drain_outlasts_a_transaction_call(self) -> ConsumerSettings:
@@ -322,9 +334,31 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class BackfillSettings(BaseSettings):
+    """``reviews-mtl backfill``: re-score the input topic into a new key prefix (env ``REVIEWS_BACKFILL_*``).
+    The worker's own settings (batching, threads, transactions) come from :class:`ConsumerSettings`."""
+
+    model_config = _cli_defaults("REVIEWS_BACKFILL_")
+
+    model_dir: Path | None = None
+    key_prefix: str | None = None
+    # Where the backfill starts when its group has no committed offsets yet: "beginning", or a time
+    # (``2h``, ISO-8601 with a timezone, epoch seconds) looked up with offsets-for-times.
+    since: str | None = None
+    # Reviews per second at most, so it runs beside the live workers without starving them (unset: unbounded).
+    rate: float | None = Field(default=None, gt=0)
+    # Keep following the topic once caught up (the live writer of the new prefix) instead of stopping there.
+    follow: bool = False
+    # Unset: derived from the prefix (``{group}.backfill.{prefix}``, ``{enriched}.{prefix}``, ``{dlq}.{prefix}``).
+    group_id: str | None = None
+    enriched_topic: str | None = None
+    dlq_topic: str | None = None
+    progress_interval_s: float = Field(default=5.0, gt=0)
+
+
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     KafkaSettings, RedisSettings, TopicSettings, AnalyticsSettings, ProducerSettings, ConsumerSettings, StackSettings,
-    DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings,
+    DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings, BackfillSettings,
 )
 
 

@@ -49,7 +49,12 @@ key                                type    content
 ``P:dlq:redriven``                 hash    ``{topic}:{partition}:{offset}`` of a dead letter's source → JSON
                                            ``{"state": "sending"|"sent", "at", "dlq", "to"}``: what
                                            ``reviews-mtl dlq redrive`` re-published, so each goes at most once
+``P:models``                       hash    JSON ``[name, version, runtime]`` → epoch seconds of first use: the
+                                           models that wrote under the prefix (``aggregates prefixes``)
 =================================  ======  =====================================================================
+
+One key outside every prefix's schema, ``REDIS_ACTIVE_PREFIX_KEY`` (default ``rmtl:active-prefix``, a string),
+names the prefix the read side reads (``reviews-mtl aggregates promote``); unset, readers read ``REDIS_KEY_PREFIX``.
 
 Aspect sentiment is the sentiment of the whole review that mentions the aspect: the model has no
 per-aspect polarity head. Rankings by share or mean are read with a minimum review count.
@@ -139,6 +144,10 @@ def totals_key(prefix: str) -> str:
 
 def redriven_key(prefix: str) -> str:
     return f"{prefix}:dlq:redriven"
+
+
+def models_key(prefix: str) -> str:
+    return f"{prefix}:models"
 
 
 def source_field(topic: str, partition: int, offset: int) -> str:

@@ -71,6 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-reviews", type=int,
                    help="redis: synthetic reviews through the aggregate script (default 1,000,000, quick 100,000)")
     p.add_argument("--redis-products", type=int, help="redis: products they spread over (default 100,000)")
+    p.add_argument("--shadow-reviews", type=int,
+                   help="shadow: reviews per drain without and with a shadow model (default 2000, quick 768)")
     p.add_argument("--log-dir", type=Path, help="where worker logs go (default a temporary directory)")
 
 
@@ -101,6 +103,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         seed_reviews=args.seed_reviews, phases_reviews=args.phases_reviews, log_dir=args.log_dir,
         predict_api_concurrency=args.predict_api_concurrency, predict_api_duration_s=args.predict_api_duration_s,
         redis_reviews=args.redis_reviews, redis_products=args.redis_products,
+        shadow_reviews=args.shadow_reviews,
     )
 
 

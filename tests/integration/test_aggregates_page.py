@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from reviews_mtl.aggregates.api import create_app
+from reviews_mtl.aggregates.prefixes import models_of
 from reviews_mtl.aggregates.store import AggregateStore
 from reviews_mtl.settings import KafkaSettings
 from tests.integration.aggregates_data import RealRun, real_run, serving
@@ -171,6 +172,10 @@ def test_page_renders_products_table(run: RealRun, tmp_path: Path) -> None:
         assert shown == [name for name, _ in agg.top_aspects(3)]
     summary = root.by_id("summary")
     assert summary is not None and summary.text.startswith(f"{store.product_count()} products")
+    # The prefix served and the model that counted it (the worker notes its model in Redis).
+    (model,) = models_of(store.client, store.prefix)
+    caption = root.by_id("model")
+    assert caption is not None and caption.text == f"prefix {store.prefix} · {model.name} {model.version}"
 
 
 def test_page_screenshot(run: RealRun, tmp_path: Path) -> None:
