@@ -34,6 +34,7 @@ from reviews_mtl.contracts import (
     Review,
     SourceCoordinates,
     decode_review,
+    published_rating,
 )
 
 log = logging.getLogger(__name__)
@@ -373,8 +374,7 @@ class BatchProcessor:
             category=r.category,
             timestamp=r.timestamp,
             sentiment=pred.sentiment,
-            # Four decimals: what Redis keeps of it, so the record published is the contribution counted.
-            rating=round(pred.rating, 4),
+            rating=published_rating(pred.rating),
             aspects=pred.aspects,
             aspects_detected=pred.aspects_detected,
             model_name=self.predictor.model_name,

@@ -23,7 +23,7 @@ from typing import Any
 from consumer.metrics import ShadowMetrics
 from consumer.processing import BatchOutput, BatchProcessor, InMessage, OutRecord, PartitionKey, Predictor
 from reviews_mtl.aggregates.store import Violation
-from reviews_mtl.contracts import Prediction, Review, decode_review
+from reviews_mtl.contracts import Prediction, Review, decode_review, published_rating
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class ShadowProcessor:
         agreements = 0
         for (rec, live), pred in zip(lives, predictions, strict=True):
             agreements += live["sentiment"]["label"] == pred.sentiment.label
-            self.metrics.rating_abs_delta.observe(abs(float(live["rating"]) - pred.rating))
+            self.metrics.rating_abs_delta.observe(abs(float(live["rating"]) - published_rating(pred.rating)))
             self.metrics.aspect_jaccard.observe(aspect_jaccard(live["aspects_detected"], pred.aspects_detected))
             out.append(OutRecord(rec.key, self._record(live, pred, now, per_review_ms)))
         self.metrics.reviews.inc(len(out))
@@ -134,7 +134,7 @@ class ShadowProcessor:
         record = {
             **live,
             "sentiment": pred.sentiment.model_dump(),
-            "rating": pred.rating,
+            "rating": published_rating(pred.rating),
             "aspects": pred.aspects,
             "aspects_detected": pred.aspects_detected,
             "model_name": self.shadow.model_name,

@@ -57,6 +57,15 @@ def strip_control_characters(value: str) -> str:
     return value.translate(_CONTROL_CHARS)
 
 
+# A predicted rating as published and counted: four decimals are far below what a star means, and Redis keeps the
+# same number in each review's stored contribution, so an edit takes back exactly what was added.
+RATING_DECIMALS = 4
+
+
+def published_rating(rating: float) -> float:
+    return round(rating, RATING_DECIMALS)
+
+
 def model_input(title: str | None, text: str) -> str:
     """The one rule for the text the model reads, in training and in serving: ``"title. text"``, or the text alone."""
     return f"{title}. {text}" if title else text

@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from reviews_mtl.aggregates import keys
 from reviews_mtl.aggregates.durability import DurabilityWait, wait_durable
-from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS
+from reviews_mtl.contracts import ASPECT_NAMES, SENTIMENT_LABELS, published_rating
 from reviews_mtl.settings import AnalyticsSettings, RedisSettings
 
 _SCRIPT = resources.files("reviews_mtl.aggregates").joinpath("apply_batch.lua").read_text(encoding="utf-8")
@@ -53,7 +53,7 @@ class AppliedRecord:
             "o": self.offset, "k": bucket, "f": state_field, "op": "d" if self.delete else "u",
             "v": "" if self.version is None else str(self.version),
             "e": "" if self.event_time is None else str(int(self.event_time)),
-            "p": self.product_id, "s": self.sentiment, "r": round(self.rating, 4),
+            "p": self.product_id, "s": self.sentiment, "r": published_rating(self.rating),
             "m": sum(aspect_bits[a] for a in self.aspects), "t": int(self.seen_at),
             "x": self.enriched.decode("utf-8"), "i": self.review_id,
             "q": "" if self.true_rating is None else str(self.true_rating), "mv": self.model_version,
