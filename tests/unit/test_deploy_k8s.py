@@ -226,7 +226,7 @@ def test_keda_per_replica_throughput_is_the_benchmarks_measured_figure(
     assert {e["name"]: e.get("value") for e in container["env"]}["REVIEWS_CONSUMER_INTRA_OP_THREADS"] == "2"
     scaled = one(manifests, "ScaledObject", "reviews-mtl-worker")
     rate = float(scaled["metadata"]["annotations"]["reviews-mtl/per-replica-reviews-per-second"])
-    assert rate == math.floor(measured), f"KEDA plans with {rate} reviews/s per replica; the benchmark measured {measured}"
+    assert rate == math.floor(measured), f"KEDA plans with {rate} reviews/s per replica; bench measured {measured}"
 
 
 def test_keda_never_asks_for_more_replicas_than_partitions(
