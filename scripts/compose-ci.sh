@@ -76,6 +76,7 @@ stop_engine_if_started() {
   kill "$STARTED_DOCKERD" 2>/dev/null || true
   for _ in $(seq 1 60); do kill -0 "$STARTED_DOCKERD" 2>/dev/null || break; sleep 0.5; done
   rm -f "$CACHE/dockerd.pid"
+  STARTED_DOCKERD=""
 }
 
 # --- compose v2 --------------------------------------------------------------------------------------------------
@@ -190,17 +191,19 @@ prepare() {
 
 clean() {
   engine
-  local project=reviews-mtl-ci ids
+  local project=reviews-mtl-ci refs base=reviews-mtl-ci/debian:$SUITE
   docker compose -p "$project" -f "$ROOT/docker-compose.yml" -f "$ROOT/tests/compose/docker-compose.ci.yml" \
     down --volumes --remove-orphans >/dev/null 2>&1 || true
-  ids=$( (docker images -q --filter "label=$LABEL=1"; docker images -q --filter "label=com.docker.compose.project=$project") | sort -u)
-  # The worker image compose built for the test (named in docker-compose.yml).
-  ids="$ids $(docker images -q reviews-mtl-worker 2>/dev/null)"
-  if [ -n "${ids// /}" ]; then
+  # By name, the images built on the base first (stand-ins, and the worker image the test built), then the base.
+  refs=$( { docker images --filter "label=$LABEL=1" --format '{{.Repository}}:{{.Tag}}'
+            docker images --filter "label=com.docker.compose.project=$project" --format '{{.Repository}}:{{.Tag}}'
+            docker images reviews-mtl-worker --format '{{.Repository}}:{{.Tag}}'; } | { grep -vx -e "$base" -e '<none>:<none>' || true; } | sort -u)
+  if [ -n "$refs" ]; then
     # shellcheck disable=SC2086
-    docker rmi -f $ids >/dev/null
+    docker rmi $refs >/dev/null
   fi
   docker image prune -f >/dev/null
+  if docker image inspect "$base" >/dev/null 2>&1; then docker rmi "$base" >/dev/null; fi
   docker builder prune -f >/dev/null 2>&1 || true
   say "removed the compose test's images (caches in $CACHE kept: rm -rf it to drop them)"
   stop_engine_if_started
@@ -215,6 +218,9 @@ case "${1:-}" in
     REVIEWS_COMPOSE_TEST=1 "$PY" -m pytest "$ROOT/tests/compose" -q -rs -s --durations=0 -p no:cacheprovider
     say "compose test took $(elapsed "$started")"
     ;;
-  clean) clean ;;
+  clean)
+    trap stop_engine_if_started EXIT
+    clean
+    ;;
   *) echo "usage: $0 prepare|test|clean" >&2; exit 2 ;;
 esac
