@@ -175,9 +175,15 @@ def test_prometheus_scraped_every_replica_and_each_did_work(stack: dict[str, Any
     compose.wait(three_up, 90, f"{REPLICAS} Prometheus targets up", services=("prometheus",))
     partitions = _prometheus(port, f"sum by (instance) (reviews_mtl_assigned_partitions{{{job}}})")
     assert sorted(int(float(r["value"][1])) for r in partitions) == [2, 2, 2], partitions
-    enriched = _prometheus(port, f"sum by (instance) (reviews_mtl_enriched_reviews_total{{{job}}})")
+    per_replica = f"sum by (instance) (reviews_mtl_enriched_reviews_total{{{job}}})"
+
+    def all_scraped() -> bool:  # the last batches reach Prometheus on its next scrape (every 5 s)
+        return sum(float(r["value"][1]) for r in _prometheus(port, per_replica)) >= len(stack["reviews"])
+
+    compose.wait(all_scraped, 60, f"Prometheus to have scraped {len(stack['reviews'])} enriched reviews",
+                 services=("prometheus",))
+    enriched = _prometheus(port, per_replica)
     assert len(enriched) == REPLICAS and all(float(r["value"][1]) > 0 for r in enriched), enriched
-    assert sum(float(r["value"][1]) for r in enriched) >= len(stack["reviews"])
 
 
 def test_the_aggregates_api_serves_the_counts(stack: dict[str, Any]) -> None:
