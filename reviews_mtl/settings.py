@@ -248,6 +248,9 @@ class StackSettings(BaseSettings):
     model_config = _frozen("REVIEWS_STACK_")
 
     state_dir: Path = Path(".reviews-mtl/stack")
+    broker: Literal["apache", "tansu"] = Field(
+        default="apache", description="apache: Kafka 4.1 from Maven Central jars (needs Java); tansu: no JVM"
+    )
     kafka_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     redis_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     start_timeout_s: float = Field(default=60.0, gt=0)
