@@ -88,9 +88,9 @@ def up(
         else:
             records["kafka"] = _start_apache(kafka_port, state_dir, kafka_log, settings.start_timeout_s)
         redis_log = state_dir / "redis.log"
-        # Redis keeps an AOF in the state directory, so a Redis restart while the stack is up loses nothing.
-        # Tansu keeps topics in memory: a new stack starts with empty topics, so with an empty Redis too (old
-        # watermarks would make the new topics' offsets look counted already).
+        # Redis keeps an AOF in the state directory, so a Redis restart while the stack is up loses nothing. The
+        # broker starts with empty topics each time (Tansu keeps them in memory, Apache gets a new log directory),
+        # so Redis starts empty too: old watermarks would make the new topics' offsets look counted already.
         redis_dir = state_dir / "redis"
         shutil.rmtree(redis_dir, ignore_errors=True)
         redis = start_redis(redis_port, redis_dir, redis_log, appendonly=True, detach=True,
@@ -113,7 +113,7 @@ def up(
         redis_port=redis_port,
         partitions=topics.partitions,
         broker=broker,
-        topics=(topics.input, topics.enriched, topics.dlq),
+        topics=(topics.input, topics.enriched, topics.dlq, topics.alerts),
         processes=records,
     )
     save_state(state_dir, state)

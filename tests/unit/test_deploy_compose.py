@@ -126,11 +126,11 @@ def test_kafka_is_kraft_with_an_internal_and_a_host_listener(services: dict[str,
             assert env_of(service)["KAFKA_BOOTSTRAP_SERVERS"] == advertised["INTERNAL"], name
 
 
-def test_topic_init_creates_the_three_topics(services: dict[str, Any]) -> None:
+def test_topic_init_creates_every_topic_the_worker_writes(services: dict[str, Any]) -> None:
     script = "\n".join(services["kafka-init"]["command"])
     created = dict(re.findall(r"--create --if-not-exists --topic (\S+) --partitions (\d+)", script))
     topics = TopicSettings()
-    assert set(created) == {topics.input, topics.enriched, topics.dlq}
+    assert set(created) == {topics.input, topics.enriched, topics.dlq, topics.alerts}
     assert int(created[topics.input]) == 6 == topics.partitions
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
