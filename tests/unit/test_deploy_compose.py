@@ -308,6 +308,10 @@ def test_dashboard_covers_what_the_issue_asks_for(dashboard: dict[str, Any]) -> 
     assert "histogram_quantile(0.99, sum by (le) (rate(reviews_mtl_end_to_end_latency_seconds_bucket" in exprs
     assert "reviews_mtl_batch_size_messages" in exprs
     assert "sum by (reason) (rate(reviews_mtl_dead_letters_total" in exprs
+    # The analytics issue: alerts, live MAE and accuracy per model version, drift.
+    for metric in ("reviews_mtl_alerts_total", "reviews_mtl_live_rating_mae", "reviews_mtl_live_star5_accuracy",
+                   "reviews_mtl_live_sentiment_agreement", "reviews_mtl_prediction_drift_psi"):
+        assert metric in exprs, metric
 
 
 def test_dashboard_panels_use_the_provisioned_datasource(dashboard: dict[str, Any]) -> None:
