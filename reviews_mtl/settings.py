@@ -220,6 +220,16 @@ class TrainSettings(BaseSettings):
     threads: int | None = Field(default=None, validation_alias="REVIEWS_TORCH_THREADS")
     seed: int | None = Field(default=None, validation_alias="REVIEWS_SEED")
     no_progress: bool = Field(default=False, validation_alias="REVIEWS_NO_PROGRESS")
+    rating_head: Literal["regression", "stars", "ordinal"] | None = None
+    truncation: Literal["head", "head_tail"] | None = None
+    freeze_layers: int | None = Field(default=None, ge=0)
+    cache_activations: bool | None = None
+    cache_dir: Path | None = None
+    linear_probe_steps: int | None = Field(default=None, ge=0)
+    calibrate: bool | None = None
+    aspect_pos_weight: float | None = Field(default=None, ge=0)
+    soft_labels: Path | None = None
+    distill_weight: float | None = Field(default=None, ge=0, le=1)
 
 
 class EvalSettings(BaseSettings):
@@ -233,6 +243,7 @@ class EvalSettings(BaseSettings):
     # Unset: evaluate scores onnx-int8 (what a CPU worker runs), predict picks ("auto").
     runtime: RuntimeKind | None = Field(default=None, validation_alias="REVIEWS_RUNTIME")
     intra_op_threads: int = Field(default=0, ge=0, validation_alias="REVIEWS_INTRA_OP_THREADS")
+    split: Literal["test", "validation"] = "test"
 
 
 class ProducerCliSettings(BaseSettings):
@@ -275,9 +286,20 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class ModelToolSettings(BaseSettings):
+    """``reviews-mtl distill``, ``quantize`` and ``eda`` (env ``REVIEWS_DISTILL_*``-style names below)."""
+
+    model_config = _cli_defaults("REVIEWS_")
+
+    distill_teacher: Path | None = None  # the teacher artifact whose outputs become soft labels
+    distill_output: Path | None = None  # the soft-labels file to write (.npz)
+    quantize_all: bool = False  # score every int8 candidate, not only up to the first that meets the rule
+    eda_output: Path | None = None  # the folder of the EDA page
+
+
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     KafkaSettings, RedisSettings, TopicSettings, ProducerSettings, ConsumerSettings, StackSettings,
-    DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings,
+    DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings, ModelToolSettings,
 )
 
 
