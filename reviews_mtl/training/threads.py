@@ -33,7 +33,7 @@ class ThreadTuner:
     fixed: int = 0
     candidates: Sequence[int] = field(default_factory=thread_candidates)
     probe_steps: int = 3
-    recheck_steps: int = 400
+    recheck_steps: int = 100
     chosen: int = 0
     choices: list[dict[str, float]] = field(default_factory=list)  # each check's figures, for metrics.json
     _step: int = 0

@@ -4,6 +4,7 @@ ships the most quantized graph whose validation metrics stay within the allowed 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_variants_go_from_most_to_least_quantized() -> None:
     assert not keeps_fp32("/model/encoder/encoder/layer.0/intermediate/dense/MatMul", v)
 
 
-def _rows(n_reviews: int = 40) -> tuple:
+def _rows(n_reviews: int = 40) -> tuple[Any, Any]:
     from reviews_mtl.data.aspect_sources import load_sample_aspect_sentences
     from reviews_mtl.data.sources import load_sample_reviews
     from reviews_mtl.training.datasets import review_rows, sentence_rows
@@ -85,7 +86,7 @@ def test_export_rule_keeps_projections_fp32_when_int8_loses_too_much(
     reviews, sentences = _rows()
     real = export_rule.score_graph
 
-    def scored(model_dir: Path, onnx_file: Path, *args: object, **kwargs: object) -> dict:
+    def scored(model_dir: Path, onnx_file: Path, *args: object, **kwargs: object) -> dict[str, Any]:
         figures = real(model_dir, onnx_file, *args, **kwargs)  # type: ignore[arg-type]
         if onnx_file.name != ONNX_FP32_FILE and b"MatMulInteger" in onnx_file.read_bytes():
             figures["rating_mae"] += 0.02  # what a lossy int8 graph would do

@@ -93,7 +93,7 @@ def test_the_stars_head_trains() -> None:
     ids, mask = _inputs()
     rating = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = None
+    first: float | None = None
     for _ in range(30):
         out = model(ids, mask, rating=rating)
         assert out.loss is not None
@@ -101,7 +101,7 @@ def test_the_stars_head_trains() -> None:
         opt.zero_grad()
         out.loss.backward()
         opt.step()
-    assert float(out.loss.detach()) < 0.5 * first
+    assert first is not None and float(out.loss.detach()) < 0.5 * first
 
 
 def test_pos_weight_scales_positive_aspect_cells() -> None:
