@@ -295,6 +295,7 @@ class ModelToolSettings(BaseSettings):
     distill_output: Path | None = None  # the soft-labels file to write (.npz)
     quantize_all: bool = False  # score every int8 candidate, not only up to the first that meets the rule
     eda_output: Path | None = None  # the folder of the EDA page
+    encoder_cache: Path | None = None  # converted encoders (bge-small, mpnet); default ~/.cache/reviews-mtl/encoders
 
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (

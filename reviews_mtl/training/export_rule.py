@@ -4,7 +4,7 @@ Start here: :func:`choose_int8` scores ``model.onnx`` (fp32) and each candidate 
 :func:`reviews_mtl.training.quantize.variants` (most quantized first) on the validation split with the
 artifact's own thresholds, and writes the first candidate that meets :class:`Int8Rule` as
 ``model.int8.onnx``. A candidate may lose at most 0.005 sentiment macro-F1, 0.01 rating MAE and 0.01 aspect
-macro-F1 against fp32 (star-balanced sentiment and MAE: the targets' figures). Every scored candidate's
+macro-F1 against fp32 (over all validation rows). Every scored candidate's
 metrics and speed (validation rows per second, measured in the same run as fp32) go into ``metrics.json``.
 """
 
@@ -50,11 +50,11 @@ class Int8Rule:
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, float]:
-    """The three figures the rule compares: star-balanced where the split has one (the targets'), else all rows."""
-    part = metrics.get("star_balanced", metrics)
+    """The three figures the rule compares, over every validation row: int8 against fp32 is a paired comparison,
+    and the star-balanced subsample (a fifth of the rows on the demo's 400) made one flipped review a 0.005 move."""
     return {
-        "sentiment_macro_f1": float(part["sentiment"]["macro_f1"]),
-        "rating_mae": float(part["rating"]["mae"]),
+        "sentiment_macro_f1": float(metrics["sentiment"]["macro_f1"]),
+        "rating_mae": float(metrics["rating"]["mae"]),
         "aspect_macro_f1": float(metrics["aspects"]["macro_f1"]),
     }
 

@@ -45,6 +45,7 @@ def write_model_card(out_dir: Path, metrics: dict[str, Any], config: ArtifactCon
     test = metrics.get("test", {})
     base = metrics.get("baseline", {}).get("test")
     parity = metrics.get("parity", {})
+    int8 = metrics.get("int8", {})
     lines = [
         f"# {config.model_name} {config.model_version}",
         "",
@@ -71,6 +72,24 @@ def write_model_card(out_dir: Path, metrics: dict[str, Any], config: ArtifactCon
         f"max |Δ| sentiment {_f(parity.get('onnx_fp32', {}).get('max_abs_diff_sentiment'), 6)}.",
         f"- ONNX int8 sentiment label agreement with PyTorch: "
         f"{_f(parity.get('onnx_int8', {}).get('sentiment_label_agreement'), 4)} over {parity.get('rows')} rows.",
+        "",
+        "## int8 export rule (validation, task metrics)",
+        "",
+        f"Shipped: `{int8.get('chosen')}` (per-token activation scales: the same text gets the same output in any "
+        "batch). A candidate may lose at most 0.005 sentiment macro-F1, 0.01 MAE, 0.01 aspect macro-F1 vs fp32.",
+        "",
+        "| graph | sentiment macro-F1 | MAE | aspect macro-F1 | rows/s | × fp32 | meets rule |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            [f"| fp32 | {_f(int8['fp32']['sentiment_macro_f1'], 4)} | {_f(int8['fp32']['rating_mae'], 4)} | "
+             f"{_f(int8['fp32']['aspect_macro_f1'], 4)} | {int8['fp32']['rows_per_s']} | 1.00 | – |"]
+            if int8.get("fp32") else []
+        ),
+        *[
+            f"| {c['name']} | {_f(c['sentiment_macro_f1'], 4)} | {_f(c['rating_mae'], 4)} | "
+            f"{_f(c['aspect_macro_f1'], 4)} | {c['rows_per_s']} | {c['speedup_vs_fp32']:.2f} | {c['meets_rule']} |"
+            for c in int8.get("candidates", [])
+        ],
         "",
         "## Limits",
         "",

@@ -220,10 +220,12 @@ def cache_features(
     started = time.time()
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     stores = {}
+    threads = ThreadTuner(fixed=config.threads, recheck_steps=50)
     for name, rows in zip(SPLIT_NAMES, _all_rows(data), strict=True):
         assert rows.ids is not None
         stores[name] = cached_activations(
-            model, rows.ids, config.freeze_layers, cache_dir, config.eval_batch_size, desc=f"caching {name}"
+            model, rows.ids, config.freeze_layers, cache_dir, config.eval_batch_size, desc=f"caching {name}",
+            threads=threads,
         )
     features = Features(config.freeze_layers, stores, time.time() - started)
     logger.info("cached the lowest %d layers' activations: %.0f MB in %.0fs", features.layer,
