@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,12 +19,14 @@ from reviews_mtl.training.encoders import (
 from reviews_mtl.training.tiny import TINY_ENCODER_CONFIG
 
 
-def _export_tiny_bert(path: Path) -> torch.nn.Module:
+def _export_tiny_bert(path: Path) -> Any:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(7)
-    config = BertConfig(**{k: v for k, v in TINY_ENCODER_CONFIG.items() if k != "model_type"})
-    model = BertModel(config, add_pooling_layer=False).eval()
+    values: dict[str, Any] = {k: v for k, v in TINY_ENCODER_CONFIG.items() if k != "model_type"}
+    config: Any = BertConfig(**values)
+    model: Any = BertModel(config, add_pooling_layer=False)
+    model.eval()
     with torch.no_grad():  # distinct values everywhere, as in a trained model (the exporter merges equal tensors)
         for param in model.parameters():
             param.add_(torch.randn_like(param) * 0.02)
@@ -33,7 +36,7 @@ def _export_tiny_bert(path: Path) -> torch.nn.Module:
             super().__init__()
             self.bert = model
 
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
             return self.bert(input_ids=ids, attention_mask=mask).last_hidden_state
 
     ids = torch.randint(5, 1000, (2, 9))
@@ -55,7 +58,7 @@ def test_onnx_bert_converts_back_to_the_same_network(tmp_path: Path) -> None:
     assert any(k.endswith("attention.self.query.weight") for k in state)
     tokenizer = tmp_path / "tokenizer.json"
     tokenizer.write_text(json.dumps({"version": "1.0"}))
-    config = {**BGE_SMALL_CONFIG, **{k: v for k, v in TINY_ENCODER_CONFIG.items()}}
+    config: dict[str, Any] = {**BGE_SMALL_CONFIG, **TINY_ENCODER_CONFIG}
     renamed = tmp_path / "renamed.onnx"
     import onnx
 
@@ -69,7 +72,8 @@ def test_onnx_bert_converts_back_to_the_same_network(tmp_path: Path) -> None:
             node.input[i] = name.removeprefix("bert.")
     onnx.save(graph, str(renamed))
     out = convert_bert_onnx(renamed, tokenizer, config, tmp_path / "hf")
-    converted = AutoModel.from_pretrained(str(out)).eval()
+    converted: Any = AutoModel.from_pretrained(str(out))
+    converted.eval()
     ids = torch.randint(5, 1000, (3, 11))
     mask = torch.ones_like(ids)
     mask[2, 6:] = 0
