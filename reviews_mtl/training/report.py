@@ -202,7 +202,7 @@ def write_html_report(
     images.append(("Sentiment confusion matrices", _png(fig)))
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+    fig, ax = plt.subplots(figsize=(9, 4.4))
     stars = np.asarray(true_stars)
     data = [np.asarray(predicted_rating)[stars == s] for s in range(1, 6)]
     ax.boxplot([d if len(d) else [np.nan] for d in data], tick_labels=[str(s) for s in range(1, 6)])
