@@ -375,6 +375,7 @@ class BatchProcessor:
             timestamp=r.timestamp,
             sentiment=pred.sentiment,
             rating=published_rating(pred.rating),
+            stars=pred.stars,
             aspects=pred.aspects,
             aspects_detected=pred.aspects_detected,
             model_name=self.predictor.model_name,

@@ -22,6 +22,7 @@ from reviews_mtl.terminal import one_line
 _COMMAND_GROUPS: tuple[str, ...] = (
     "reviews_mtl.stack.cli",
     "reviews_mtl.training.cli",
+    "reviews_mtl.eda",
     "producer.cli",
     "consumer.cli",
     "consumer.backfill_cli",

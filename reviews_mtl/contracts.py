@@ -338,6 +338,8 @@ class Prediction(BaseModel):
 
     sentiment: SentimentResult
     rating: float = Field(ge=1.0, le=5.0)
+    # The most likely star, where the model's rating head gives a star distribution (else None).
+    stars: int | None = Field(default=None, ge=1, le=5)
     aspects: dict[str, float]
     aspects_detected: list[str]
 
@@ -361,6 +363,7 @@ class EnrichedRecord(BaseModel):
     product_id: str
     sentiment: SentimentResult
     rating: float = Field(ge=1.0, le=5.0)
+    stars: int | None = Field(default=None, ge=1, le=5)  # as in Prediction
     aspects: dict[str, float]
     aspects_detected: list[str]
     true_rating: int | None = None

@@ -282,6 +282,16 @@ class TrainSettings(BaseSettings):
     threads: int | None = Field(default=None, validation_alias="REVIEWS_TORCH_THREADS")
     seed: int | None = Field(default=None, validation_alias="REVIEWS_SEED")
     no_progress: bool = Field(default=False, validation_alias="REVIEWS_NO_PROGRESS")
+    rating_head: Literal["regression", "stars", "ordinal"] | None = None
+    truncation: Literal["head", "head_tail"] | None = None
+    freeze_layers: int | None = Field(default=None, ge=0)
+    cache_activations: bool | None = None
+    cache_dir: Path | None = None
+    linear_probe_steps: int | None = Field(default=None, ge=0)
+    calibrate: bool | None = None
+    aspect_pos_weight: float | None = Field(default=None, ge=0)
+    soft_labels: Path | None = None
+    distill_weight: float | None = Field(default=None, ge=0, le=1)
 
 
 class EvalSettings(BaseSettings):
@@ -295,6 +305,7 @@ class EvalSettings(BaseSettings):
     # Unset: evaluate scores onnx-int8 (what a CPU worker runs), predict picks ("auto").
     runtime: RuntimeKind | None = Field(default=None, validation_alias="REVIEWS_RUNTIME")
     intra_op_threads: int = Field(default=0, ge=0, validation_alias="REVIEWS_INTRA_OP_THREADS")
+    split: Literal["test", "validation"] = "test"
 
 
 class ProducerCliSettings(BaseSettings):
@@ -359,9 +370,22 @@ class BackfillSettings(BaseSettings):
     progress_interval_s: float = Field(default=5.0, gt=0)
 
 
+class ModelToolSettings(BaseSettings):
+    """``reviews-mtl distill``, ``quantize`` and ``eda`` (env ``REVIEWS_DISTILL_*``-style names below)."""
+
+    model_config = _cli_defaults("REVIEWS_")
+
+    distill_teacher: Path | None = None  # the teacher artifact whose outputs become soft labels
+    distill_output: Path | None = None  # the soft-labels file to write (.npz)
+    quantize_all: bool = False  # score every int8 candidate, not only up to the first that meets the rule
+    eda_output: Path | None = None  # the folder of the EDA page
+    encoder_cache: Path | None = None  # converted encoders (bge-small, mpnet); default ~/.cache/reviews-mtl/encoders
+
+
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     KafkaSettings, RedisSettings, TopicSettings, AnalyticsSettings, ProducerSettings, ConsumerSettings, StackSettings,
     DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings, BackfillSettings,
+    ModelToolSettings,
 )
 
 
