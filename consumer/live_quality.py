@@ -26,6 +26,11 @@ class Observed:
     rating: float
     sentiment: str
     aspects: tuple[str, ...]
+    stars: int | None = None  # the predicted stars, where the model gives them (else the rating, rounded)
+
+    @property
+    def predicted_stars(self) -> int:
+        return self.stars if self.stars is not None else max(1, min(5, int(self.rating + 0.5)))
 
 
 def stars_sentiment(stars: int) -> str:
@@ -54,7 +59,7 @@ class LiveQuality:
             m.live_rating_mae.labels(model_version).set(
                 sum(abs(r.rating - (r.true_rating or 0)) for r in rated) / n)
             m.live_star5_accuracy.labels(model_version).set(
-                sum(max(1, min(5, int(r.rating + 0.5))) == r.true_rating for r in rated) / n)
+                sum(r.predicted_stars == r.true_rating for r in rated) / n)
             m.live_sentiment_agreement.labels(model_version).set(
                 sum(stars_sentiment(r.true_rating or 0) == r.sentiment for r in rated) / n)
         if self.reference is not None:

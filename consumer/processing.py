@@ -240,7 +240,7 @@ class BatchProcessor:
                 if d.record is not None:
                     rec = d.record
                     out.observed.append(Observed(rec.true_rating, rec.rating, rec.sentiment.label,
-                                                 tuple(rec.aspects_detected)))
+                                                 tuple(rec.aspects_detected), rec.stars))
         return out
 
     def check(self, partitions: Sequence[PartitionKey], starts: Mapping[PartitionKey, int],
@@ -362,6 +362,7 @@ class BatchProcessor:
             model_version=rec.model_version,
             text=r.text,
             predicted_at=rec.processed_at,
+            stars=rec.stars,
         )
 
     def _record(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:

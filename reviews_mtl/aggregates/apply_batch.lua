@@ -16,7 +16,8 @@
 --                 "e": event time (whole seconds) or "", "p": product id, "s": sentiment, "r": rating,
 --                 "m": aspect bitmask, "t": seen time (whole seconds), "x": the record as published (JSON),
 --                 "i": review id, "q": the review's own stars or "", "mv": model version, "txt": text snippet,
---                 "pt": when it was predicted (whole seconds)}],
+--                 "pt": when it was predicted (whole seconds), "ps": the predicted stars or "" (else the rating
+--                 rounded)}],
 --    "dead": [offset, ...], "carried": [[offset, JSON], ...], "carried_silent": [[offset, "k:f"], ...],
 --    "failed": [[offset, why], ...], "carried_alerts": [JSON, ...]}
 --   ("carried": counted by an earlier attempt of this batch and published again now; kept in the new copy;
@@ -191,7 +192,7 @@ local function observe(r)
   if r.q ~= '' then
     local stars = tonumber(r.q)
     local truth = stars <= 2 and 'negative' or (stars == 3 and 'neutral' or 'positive')
-    local predicted_stars = math.max(1, math.min(5, math.floor(r.r + 0.5)))
+    local predicted_stars = r.ps ~= '' and tonumber(r.ps) or math.max(1, math.min(5, math.floor(r.r + 0.5)))
     add(key, 'n', 1)
     add(key, 'abs_err_sum', math.abs(r.r - stars), true)
     if predicted_stars == stars then add(key, 'star_hits', 1) end

@@ -90,7 +90,7 @@ def _applied(record: dict[str, Any], offset: int) -> AppliedRecord:
         seen_at=timestamp if timestamp is not None else float(record["processed_at"]),
         enriched=body, version=record.get("version"), event_time=timestamp,
         true_rating=record.get("true_rating"), model_version=str(record.get("model_version", "")),
-        predicted_at=float(record["processed_at"]),
+        predicted_at=float(record["processed_at"]), stars=record.get("stars"),
     )
 
 

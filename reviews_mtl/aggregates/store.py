@@ -46,6 +46,7 @@ class AppliedRecord:
     model_version: str = ""
     text: str = ""
     predicted_at: float = 0.0
+    stars: int | None = None  # the predicted stars, where the model gives a star distribution
 
     def payload(self, aspect_bits: dict[str, int]) -> dict[str, Any]:
         bucket, state_field = keys.review_state_address(self.product_id, self.review_id)
@@ -58,6 +59,7 @@ class AppliedRecord:
             "x": self.enriched.decode("utf-8"), "i": self.review_id,
             "q": "" if self.true_rating is None else str(self.true_rating), "mv": self.model_version,
             "txt": self.text[:RECENT_TEXT_CHARS], "pt": int(self.predicted_at),
+            "ps": "" if self.stars is None else str(self.stars),
         }
 
 

@@ -43,3 +43,11 @@ def test_windows_per_model_version_give_mae_accuracy_agreement_and_drift() -> No
     assert gauge("live_rating_mae") == 0.0 and gauge("live_star5_accuracy") == 1.0
     live.observe("v2", [Observed(2, 5.0, "positive", ())])
     assert registry.get_sample_value("reviews_mtl_live_rating_mae", {"model_version": "v2"}) == 3.0
+
+
+def test_predicted_stars_count_where_the_model_gives_them() -> None:
+    registry = CollectorRegistry()
+    live = LiveQuality(WorkerMetrics.create(registry), window=10, reference=None)
+    # A star head said 4 although the expected rating (3.6) rounds to 4 too; and 5 where 4.4 would round to 4.
+    live.observe("v", [Observed(4, 3.6, "positive", (), stars=4), Observed(5, 4.4, "positive", (), stars=5)])
+    assert registry.get_sample_value("reviews_mtl_live_star5_accuracy", {"model_version": "v"}) == 1.0
