@@ -90,9 +90,10 @@ local HALF_LIFE_S = tonumber(fixed[2])
 local RETENTION_S = tonumber(opts.retention_s)
 
 -- 2. Deltas, summed over the batch; written once per key by flush().
-local deltas = {}     -- hash key -> field -> number
+local deltas = {}     -- hash key -> field -> number (day buckets, quality, totals)
+local pdeltas = {}    -- product -> field -> number (its hash, written with its rankings in step 5)
+local decays = {}     -- product -> {{seen, sign, negative, aspects}} (weights need its landmark, read in step 5)
 local zdeltas = {}    -- sorted-set key -> member -> number
-local floats = {}     -- key .. '\0' .. field -> true for float fields
 local expiries = {}   -- key -> epoch seconds
 local seen_min, seen_max = {}, {}
 local touched = {}    -- product -> true
@@ -101,11 +102,35 @@ local retracted = {}  -- product -> {review id -> true}
 local batch_negative = {} -- product -> {review ids} (for alerts)
 local batch_complaints = {} -- product -> aspect -> {review ids}
 
-local function add(key, field, delta, is_float)
+-- Field and key names, built once: the per-review loop concatenates no string it can look up.
+local FLOAT_FIELDS = {rating_sum = true, abs_err_sum = true}
+local F_SENTIMENT, F_PRED, F_CONFUSION = {}, {}, {}
+for _, label in pairs(LABELS) do
+  F_SENTIMENT[label] = 'sentiment:' .. label
+  F_PRED[label] = 'pred:' .. label
+  F_CONFUSION[label] = {}
+  for _, predicted in pairs(LABELS) do F_CONFUSION[label][predicted] = 'confusion:' .. label .. ':' .. predicted end
+end
+local F_ASPECT, F_ASPECT_LABEL, F_DECAY_COMPLAINTS, K_RANK_ASPECT, K_RANK_COMPLAINTS = {}, {}, {}, {}, {}
+for _, a in ipairs(ASPECTS) do
+  F_ASPECT[a] = 'aspect:' .. a
+  F_ASPECT_LABEL[a] = {}
+  for _, label in pairs(LABELS) do F_ASPECT_LABEL[a][label] = 'aspect:' .. a .. ':' .. label end
+  F_DECAY_COMPLAINTS[a] = 'decay_complaints:' .. a
+  K_RANK_ASPECT[a] = prefix .. ':rank:aspect:' .. a
+  K_RANK_COMPLAINTS[a] = prefix .. ':rank:complaints:' .. a
+end
+
+local function add(key, field, delta)
   local d = deltas[key]
   if not d then d = {}; deltas[key] = d end
   d[field] = (d[field] or 0) + delta
-  if is_float then floats[key .. '\0' .. field] = true end
+end
+
+local function padd(pid, field, delta)
+  local d = pdeltas[pid]
+  if not d then d = {}; pdeltas[pid] = d end
+  d[field] = (d[field] or 0) + delta
 end
 
 local function zadd(key, member, delta)
@@ -114,66 +139,55 @@ local function zadd(key, member, delta)
   d[member] = (d[member] or 0) + delta
 end
 
+local aspects_memo = {}
 local function aspects_of(mask)
-  local out = {}
+  local out = aspects_memo[mask]
+  if out then return out end
+  out = {}
   for i, name in ipairs(ASPECTS) do
     if bit.band(mask, bit.lshift(1, i - 1)) ~= 0 then out[#out + 1] = name end
   end
+  aspects_memo[mask] = out
   return out
 end
 
--- The product's decay landmark: weights are 2^((t - t0) / half-life), t0 fixed at its first review, so a weight
--- stays finite for decades and an edit takes back exactly what it added.
-local landmarks = {}
-local function landmark(pid, seen)
-  local t0 = landmarks[pid]
-  if t0 then return t0 end
-  local key = prefix .. ':product:' .. pid
-  t0 = tonumber(redis.call('HGET', key, 'decay_t0') or '')
-  if not t0 then
-    t0 = seen
-    redis.call('HSET', key, 'decay_t0', string.format('%d', t0))
-  end
-  landmarks[pid] = t0
-  return t0
-end
+local totals = {reviews = 0}
+for _, label in pairs(LABELS) do totals[F_SENTIMENT[label]] = 0 end
 
 -- Add (sign 1) or take back (sign -1) one review's contribution everywhere it counts.
 local function contribute(pid, label, rating, mask, seen, sign)
-  local key = prefix .. ':product:' .. pid
   local aspects = aspects_of(mask)
-  add(key, 'review_count', sign)
-  add(key, 'sentiment:' .. label, sign)
-  add(key, 'rating_sum', sign * rating, true)
-  add(totals_key, 'reviews', sign)
-  add(totals_key, 'sentiment:' .. label, sign)
+  local f_sentiment = F_SENTIMENT[label]
+  local negative = label == 'negative'
+  padd(pid, 'review_count', sign)
+  padd(pid, f_sentiment, sign)
+  padd(pid, 'rating_sum', sign * rating)
+  totals.reviews = totals.reviews + sign
+  totals[f_sentiment] = totals[f_sentiment] + sign
   for _, a in ipairs(aspects) do
-    add(key, 'aspect:' .. a, sign)
-    add(key, 'aspect:' .. a .. ':' .. label, sign)
-    zadd(prefix .. ':rank:aspect:' .. a, pid, sign)
-    if label == 'negative' then zadd(prefix .. ':rank:complaints:' .. a, pid, sign) end
+    padd(pid, F_ASPECT[a], sign)
+    padd(pid, F_ASPECT_LABEL[a][label], sign)
+    zadd(K_RANK_ASPECT[a], pid, sign)
+    if negative then zadd(K_RANK_COMPLAINTS[a], pid, sign) end
   end
   -- Its day's bucket, while the bucket is kept.
   local bucket = math.floor(seen / BUCKET_S) * BUCKET_S
   local expire_at = bucket + BUCKET_S + RETENTION_S
   if expire_at > NOW then
-    local day = prefix .. ':day:' .. pid .. ':' .. string.format('%d', bucket)
+    local day = prefix .. ':day:' .. pid .. ':' .. bucket
     add(day, 'review_count', sign)
-    add(day, 'sentiment:' .. label, sign)
-    add(day, 'rating_sum', sign * rating, true)
+    add(day, f_sentiment, sign)
+    add(day, 'rating_sum', sign * rating)
     for _, a in ipairs(aspects) do
-      add(day, 'aspect:' .. a, sign)
-      if label == 'negative' then add(day, 'aspect:' .. a .. ':negative', sign) end
+      add(day, F_ASPECT[a], sign)
+      if negative then add(day, F_ASPECT_LABEL[a].negative, sign) end
     end
     expiries[day] = expire_at
   end
-  -- Half-life scores (forward decay).
-  local w = sign * 2 ^ ((seen - landmark(pid, seen)) / HALF_LIFE_S)
-  add(key, 'decay_n', w, true)
-  if label == 'negative' then
-    add(key, 'decay_negative', w, true)
-    for _, a in ipairs(aspects) do add(key, 'decay_complaints:' .. a, w, true) end
-  end
+  -- Half-life scores (forward decay), weighed in step 5 against the product's landmark.
+  local pending = decays[pid] or {}
+  pending[#pending + 1] = {seen, sign, negative, aspects}
+  decays[pid] = pending
   if sign > 0 then
     if not seen_min[pid] or seen < seen_min[pid] then seen_min[pid] = seen end
     if not seen_max[pid] or seen > seen_max[pid] then seen_max[pid] = seen end
@@ -183,24 +197,25 @@ end
 
 -- The model's live quality and prediction mix, per model version and processing day (never retracted: they
 -- describe predictions made, and feed nothing back).
+local versions = {}
 local function observe(r)
   local day = math.floor(r.pt / BUCKET_S) * BUCKET_S
-  local key = prefix .. ':quality:' .. r.mv .. ':' .. string.format('%d', day)
+  local key = prefix .. ':quality:' .. r.mv .. ':' .. day
   add(key, 'predictions', 1)
-  add(key, 'pred:' .. r.s, 1)
-  for _, a in ipairs(aspects_of(r.m)) do add(key, 'aspect:' .. a, 1) end
+  add(key, F_PRED[r.s], 1)
+  for _, a in ipairs(aspects_of(r.m)) do add(key, F_ASPECT[a], 1) end
   if r.q ~= '' then
     local stars = tonumber(r.q)
     local truth = stars <= 2 and 'negative' or (stars == 3 and 'neutral' or 'positive')
     local predicted_stars = r.ps ~= '' and tonumber(r.ps) or math.max(1, math.min(5, math.floor(r.r + 0.5)))
     add(key, 'n', 1)
-    add(key, 'abs_err_sum', math.abs(r.r - stars), true)
+    add(key, 'abs_err_sum', math.abs(r.r - stars))
     if predicted_stars == stars then add(key, 'star_hits', 1) end
     if truth == r.s then add(key, 'sentiment_hits', 1) end
-    add(key, 'confusion:' .. truth .. ':' .. r.s, 1)
+    add(key, F_CONFUSION[truth][r.s], 1)
   end
   expiries[key] = day + BUCKET_S + RETENTION_S
-  redis.call('SADD', prefix .. ':quality:versions', r.mv)
+  versions[r.mv] = true
 end
 
 -- The ordering rule of reviews_mtl.contracts.supersedes: a higher version where both have one, else a later event
@@ -279,9 +294,7 @@ for i, part in ipairs(batch) do
           end
           contribute(r.p, r.s, r.r, r.m, r.t, 1)
           observe(r)
-          redis.call('HSET', state_key, r.f,
-            CODES[r.s] .. r.r .. '|' .. string.format('%d', r.m) .. '|' .. string.format('%d', r.t) .. '|'
-            .. r.v .. '|' .. r.e)
+          redis.call('HSET', state_key, r.f, CODES[r.s] .. r.r .. '|' .. r.m .. '|' .. r.t .. '|' .. r.v .. '|' .. r.e)
           local items = recent_new[r.p] or {}
           items[#items + 1] = cjson.encode({review_id = r.i, text = r.txt, sentiment = r.s, rating = r.r,
                                             aspects = aspects_of(r.m), t = r.t, version = r.v})
@@ -301,10 +314,10 @@ for i, part in ipairs(batch) do
         end
       end
       if take then
-        published[#published + 1] = '"' .. string.format('%d', r.o) .. '":' .. r.x
+        published[#published + 1] = '"' .. r.o .. '":' .. r.x
       else
-        part_silent[#part_silent + 1] = string.format('%d', r.o)
-        silent[#silent + 1] = '"' .. string.format('%d', r.o) .. '":"' .. r.k .. ':' .. r.f .. '"'
+        part_silent[#part_silent + 1] = r.o
+        silent[#silent + 1] = '"' .. r.o .. '":"' .. r.k .. ':' .. r.f .. '"'
       end
     end
   end
@@ -344,58 +357,104 @@ for key, members in pairs(zdeltas) do
     end
   end
 end
+for field, delta in pairs(totals) do
+  if delta ~= 0 then add(totals_key, field, delta) end
+end
+for version, _ in pairs(versions) do redis.call('SADD', prefix .. ':quality:versions', version) end
 for key, fields in pairs(deltas) do
   local names = {}
   for name, _ in pairs(fields) do names[#names + 1] = name end
   local current = redis.call('HMGET', key, unpack(names))
   local pairs_out = {}
+  local new_key = true
   for j, name in ipairs(names) do
-    local is_float = floats[key .. '\0' .. name]
+    local is_float = FLOAT_FIELDS[name]
+    if current[j] then new_key = false end
     pairs_out[#pairs_out + 1] = name
     pairs_out[#pairs_out + 1] = fmt((tonumber(current[j]) or 0) + fields[name], is_float)
   end
   redis.call('HSET', key, unpack(pairs_out))
-  if expiries[key] then redis.call('EXPIREAT', key, expiries[key]) end
+  -- The expiry is set with the key: a bucket's end does not move.
+  if expiries[key] and new_key then redis.call('EXPIREAT', key, expiries[key]) end
 end
 
--- 5. Per product: first/last seen, rankings (lifetime and recent), the last reviews, the product index; a product
--- with every review retracted leaves them all.
+-- 5. Per product, one HMGET and one HSET: its counts, half-life scores (weighed against its landmark, fixed at its
+-- first review, so a weight stays finite for decades and an edit takes back exactly what it added), first and last
+-- seen; then its rankings (lifetime and recent), its last reviews and the product index. A product with every
+-- review retracted leaves them all.
 local RANKINGS = {'review_count', 'negative_share', 'positive_share', 'rating_mean', 'recent_negative_share'}
+local BASE = {'review_count', 'sentiment:negative', 'sentiment:positive', 'rating_sum', 'first_seen', 'last_seen',
+              'decay_t0', 'decay_n', 'decay_negative'}
+local FLOATS = {rating_sum = true, decay_n = true, decay_negative = true}
+for _, a in ipairs(ASPECTS) do
+  BASE[#BASE + 1] = 'decay_complaints:' .. a
+  FLOATS['decay_complaints:' .. a] = true
+end
 local keep_recent = tonumber(opts.recent)
 local new_products = {}
+local products = {}  -- product -> {field -> value after this batch}, for the alerts
 for pid, _ in pairs(touched) do
   local key = prefix .. ':product:' .. pid
-  local v = redis.call('HMGET', key, 'review_count', 'sentiment:negative', 'sentiment:positive', 'rating_sum',
-                       'first_seen', 'last_seen', 'decay_n', 'decay_negative')
-  local n = tonumber(v[1] or '0')
   local recent_key = prefix .. ':recent:' .. pid
+  local changes = pdeltas[pid] or {}
+  local names = {}
+  for _, name in ipairs(BASE) do names[#names + 1] = name end
+  for name, _ in pairs(changes) do
+    if not FLOATS[name] and name ~= 'review_count' and name ~= 'sentiment:negative'
+        and name ~= 'sentiment:positive' then names[#names + 1] = name end
+  end
+  local raw = redis.call('HMGET', key, unpack(names))
+  local v = {}
+  for j, name in ipairs(names) do v[name] = tonumber(raw[j]) end
+  local out = {}
+  for name, delta in pairs(changes) do
+    v[name] = (v[name] or 0) + delta
+    out[name] = v[name]
+  end
+  local t0 = v['decay_t0']
+  for _, d in ipairs(decays[pid] or {}) do
+    if not t0 then t0 = d[1]; out['decay_t0'] = t0; v['decay_t0'] = t0 end
+    local w = d[2] * 2 ^ ((d[1] - t0) / HALF_LIFE_S)
+    v['decay_n'] = (v['decay_n'] or 0) + w
+    out['decay_n'] = v['decay_n']
+    if d[3] then
+      v['decay_negative'] = (v['decay_negative'] or 0) + w
+      out['decay_negative'] = v['decay_negative']
+      for _, a in ipairs(d[4]) do
+        local f = 'decay_complaints:' .. a
+        v[f] = (v[f] or 0) + w
+        out[f] = v[f]
+      end
+    end
+  end
+  if seen_min[pid] and (not v['first_seen'] or seen_min[pid] < v['first_seen']) then out['first_seen'] = seen_min[pid] end
+  if seen_max[pid] and (not v['last_seen'] or seen_max[pid] > v['last_seen']) then out['last_seen'] = seen_max[pid] end
+  local n = v['review_count'] or 0
   if n <= 0 then
     redis.call('DEL', key, recent_key)
     for _, by in ipairs(RANKINGS) do redis.call('ZREM', prefix .. ':rank:' .. by, pid) end
     for _, a in ipairs(ASPECTS) do redis.call('ZREM', prefix .. ':rank:recent_complaints:' .. a, pid) end
     redis.call('ZREM', prefix .. ':products', pid)
   else
-    if seen_min[pid] and (not v[5] or seen_min[pid] < tonumber(v[5])) then
-      redis.call('HSET', key, 'first_seen', seen_min[pid])
+    local pairs_out = {}
+    for name, value in pairs(out) do
+      pairs_out[#pairs_out + 1] = name
+      pairs_out[#pairs_out + 1] = fmt(value, FLOATS[name] or name == 'first_seen' or name == 'last_seen')
     end
-    if seen_max[pid] and (not v[6] or seen_max[pid] > tonumber(v[6])) then
-      redis.call('HSET', key, 'last_seen', seen_max[pid])
-    end
+    redis.call('HSET', key, unpack(pairs_out))
+    products[pid] = v
     redis.call('ZADD', prefix .. ':rank:review_count', n, pid)
-    redis.call('ZADD', prefix .. ':rank:negative_share', tonumber(v[2] or '0') / n, pid)
-    redis.call('ZADD', prefix .. ':rank:positive_share', tonumber(v[3] or '0') / n, pid)
-    redis.call('ZADD', prefix .. ':rank:rating_mean', tonumber(v[4]) / n, pid)
-    local dn = tonumber(v[7] or '0')
+    redis.call('ZADD', prefix .. ':rank:negative_share', (v['sentiment:negative'] or 0) / n, pid)
+    redis.call('ZADD', prefix .. ':rank:positive_share', (v['sentiment:positive'] or 0) / n, pid)
+    redis.call('ZADD', prefix .. ':rank:rating_mean', (v['rating_sum'] or 0) / n, pid)
+    local dn = v['decay_n'] or 0
     if dn > 0 then
-      redis.call('ZADD', prefix .. ':rank:recent_negative_share', math.max(0, tonumber(v[8] or '0') / dn), pid)
-      local names = {}
-      for j, a in ipairs(ASPECTS) do names[j] = 'decay_complaints:' .. a end
-      local dc = redis.call('HMGET', key, unpack(names))
-      for j, a in ipairs(ASPECTS) do
-        local c = tonumber(dc[j] or '0')
-        if c > 1e-12 * dn then
+      redis.call('ZADD', prefix .. ':rank:recent_negative_share', math.max(0, (v['decay_negative'] or 0) / dn), pid)
+      for _, a in ipairs(ASPECTS) do
+        local c = v['decay_complaints:' .. a]
+        if c and c > 1e-12 * dn then
           redis.call('ZADD', prefix .. ':rank:recent_complaints:' .. a, c / dn, pid)
-        elseif dc[j] then
+        elseif c then
           redis.call('ZREM', prefix .. ':rank:recent_complaints:' .. a, pid)
         end
       end
@@ -411,8 +470,7 @@ for pid, _ in pairs(touched) do
       redis.call('DEL', recent_key)
       for j = #kept, 1, -1 do redis.call('LPUSH', recent_key, kept[j]) end
     end
-    if recent_new[pid] then
-      redis.call('LPUSH', recent_key, unpack(recent_new[pid]))
+    if recent_new[pid] and redis.call('LPUSH', recent_key, unpack(recent_new[pid])) > keep_recent then
       redis.call('LTRIM', recent_key, 0, keep_recent - 1)
     end
   end
@@ -438,15 +496,18 @@ local function alert(pid, kind, aspect, lifetime, recent, effective, ids)
   redis.call('LTRIM', prefix .. ':alerts:' .. pid, 0, 9)
 end
 for pid, ids in pairs(opts.alerts and batch_negative or {}) do
-  local key = prefix .. ':product:' .. pid
-  local v = redis.call('HMGET', key, 'review_count', 'sentiment:negative', 'decay_n', 'decay_negative', 'decay_t0')
-  local n, dn = tonumber(v[1] or '0'), tonumber(v[3] or '0')
+  local v = products[pid]
+  local n, dn = v and v['review_count'] or 0, v and v['decay_n'] or 0
   if n > 0 and dn > 0 then
-    local effective = dn * 2 ^ ((tonumber(v[5]) - NOW) / HALF_LIFE_S)
-    alert(pid, 'negative_share', cjson.null, tonumber(v[2] or '0') / n, tonumber(v[4] or '0') / dn, effective, ids)
+    local effective = dn * 2 ^ ((v['decay_t0'] - NOW) / HALF_LIFE_S)
+    alert(pid, 'negative_share', cjson.null, (v['sentiment:negative'] or 0) / n, (v['decay_negative'] or 0) / dn,
+          effective, ids)
     for a, ids_a in pairs(batch_complaints[pid] or {}) do
-      local c = redis.call('HMGET', key, 'aspect:' .. a .. ':negative', 'decay_complaints:' .. a)
-      alert(pid, 'complaints:' .. a, a, tonumber(c[1] or '0') / n, tonumber(c[2] or '0') / dn, effective, ids_a)
+      local lifetime = v['aspect:' .. a .. ':negative']
+      if lifetime == nil then
+        lifetime = tonumber(redis.call('HGET', prefix .. ':product:' .. pid, 'aspect:' .. a .. ':negative') or '0')
+      end
+      alert(pid, 'complaints:' .. a, a, lifetime / n, (v['decay_complaints:' .. a] or 0) / dn, effective, ids_a)
     end
   end
 end

@@ -65,7 +65,7 @@ def _batches(reviews: int, products: int, batch: int, partitions: int, seed: int
     rnd = random.Random(seed)
     template = _record_template()
     offsets = [0] * partitions
-    start = 1.7e9
+    start = time.time() - DAY_S * 90  # recent enough that every per-day bucket is kept
     done = 0
     while done < reviews:
         n = min(batch, reviews - done)
