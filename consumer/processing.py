@@ -281,7 +281,8 @@ class BatchProcessor:
             if problem is not None:
                 mismatched.setdefault(tp, f"offset {msg.offset}: {problem}")
                 continue
-            if copy.alerts and tp not in carried_alerts:
+            # The alerts belong to the copy's first message: a replay split over batches publishes them once.
+            if copy.alerts and msg.offset == copy.first and tp not in carried_alerts:
                 carried_alerts[tp] = list(copy.alerts)
             if isinstance(d, _Decoded) and msg.offset in copy.failed:
                 # The worker failed on it the first time: dead-lettered with that reason, again, not predicted now.
