@@ -52,6 +52,11 @@ class WorkerConfig:
             args += ("--batch-max-wait-ms", str(self.batch_max_wait_ms))
         return args
 
+    def settings_overrides(self) -> dict[str, int]:
+        """The same bounds as ``ConsumerSettings`` fields, for a worker built in-process."""
+        bounds = {"batch_max_records": self.batch_max_records, "batch_max_wait_ms": self.batch_max_wait_ms}
+        return {k: v for k, v in bounds.items() if v is not None}
+
     def threads(self, replicas: int) -> int:
         # One worker per core is the CPU deployment; threads are split so replicas do not oversubscribe.
         return max(1, self.cores // replicas)

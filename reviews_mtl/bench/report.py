@@ -22,6 +22,14 @@ def _met(flag: bool | None) -> str:
     return {True: "MET", False: "NOT MET", None: "not measured"}[flag]
 
 
+def _model_line(result: dict[str, Any]) -> str:
+    m = result.get("model") or {}
+    if not m.get("name"):
+        return str(result["config"]["model_dir"])
+    return (f"{m['name']} (preset {m['preset']}, {m['encoder']}, max_length {m['max_length']}, "
+            f"version {m['version']}) from {m['dir']}")
+
+
 def _latency_groups(e2e: dict[str, Any]) -> list[dict[str, Any]]:
     """Latency rows per replica count; results written before per-count latency hold only the headline's."""
     groups: list[dict[str, Any]] = e2e.get("latency_by_replicas") or [
@@ -35,7 +43,7 @@ def render(result: dict[str, Any]) -> str:
         f"reviews-mtl bench ({'quick' if result['config']['quick'] else 'full'}) on {m['cores']} cores, "
         f"{m['cpu_model']}, GPU: {m['gpu'] or 'none'}; load avg {m['load_avg_1m_at_start']} at start, "
         f"{m.get('load_avg_1m_at_end', '-')} at end",
-        f"model: {result['config']['model_dir']}; texts: {result['texts']}",
+        f"model: {_model_line(result)}; texts: {result['texts']}",
     ]
     if result.get("servers"):
         lines.append(f"servers: {result['servers']}")
@@ -100,11 +108,20 @@ def render(result: dict[str, Any]) -> str:
         from reviews_mtl.bench.redis_script import render_redis_script
 
         lines += render_redis_script(result["redis_script"])
+    if result.get("ceiling"):
+        from reviews_mtl.bench.ceiling import render_ceiling
+        from reviews_mtl.bench.redis_script import render_redis_script
+
+        lines += render_ceiling(result["ceiling"])
+        if result["ceiling"].get("redis_script"):
+            lines += render_redis_script(result["ceiling"]["redis_script"])
     lines += ["", "Headline",
               f"  model_only_reviews_per_s (ONNX int8, best batch) {_fmt(result.get('model_only_reviews_per_s'))}",
               f"  e2e_reviews_per_s                                {_fmt(result.get('e2e_reviews_per_s'))}",
               f"  e2e_latency_p99_s (50% load)                     {_fmt(result.get('e2e_latency_p99_s'), 3)}",
               f"  seed_setup_reviews_per_s                         {_fmt(result.get('seed_setup_reviews_per_s'), 2)}",
+              f"  ceiling_reviews_per_s (constant-cost predictor)  {_fmt(result.get('ceiling_reviews_per_s'))}",
+              f"  redis_script_reviews_per_s                       {_fmt(result.get('redis_script_reviews_per_s'))}",
               f"  e2e_over_model_only / adjacent                   {_fmt(result.get('e2e_over_model_only'), 3)} / "
               f"{_fmt(result.get('e2e_over_model_only_adjacent'), 3)}",
               "", "Targets"]

@@ -15,13 +15,15 @@ from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
-PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api", "redis")
+PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api", "redis", "ceiling")
 
 # The project's speed targets on 2 cores (README, "Measured speed").
 TARGET_E2E_OVER_MODEL_ONLY = 0.85
 TARGET_E2E_OVER_SEED = 20.0
 TARGET_P99_AT_HALF_LOAD_S = 0.5
 TARGET_GPU_E2E_PER_S = 20_000.0
+# The pipeline without the model (constant-cost predictor), one worker process on 2 cores (issue 18).
+TARGET_CEILING_PER_S = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class BenchConfig:
     reference_s: float = 8.0  # model-only in the worker's shape right before each drain (0 = off)
     e2e_reviews: int = 8000
     replicas: tuple[int, ...] = (1, 2)
-    loads: tuple[float, ...] = (0.25, 0.5, 0.9)
+    loads: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
     load_duration_s: float = 30.0
     latency_warmup: int = 512
     seed_reviews: int = 320
@@ -56,6 +58,10 @@ class BenchConfig:
     predict_api_duration_s: float = 10.0  # per leg (three legs)
     redis_reviews: int = 1_000_000  # synthetic reviews through the aggregate script (speed and memory)
     redis_products: int = 100_000
+    ceiling_reviews: int = 50_000  # pre-loaded reviews per ceiling drain
+    ceiling_rounds: int = 2  # each round: a plain drain and a timed one
+    ceiling_cost_us: float = 0.0  # the constant-cost predictor's model time per review
+    ceiling_redis_reviews: int = 200_000  # the Redis script's own ceiling, measured beside it
 
     @classmethod
     def preset(cls, model_dir: Path, quick: bool = False, **overrides: Any) -> BenchConfig:
@@ -66,7 +72,8 @@ class BenchConfig:
                            model_max_s=3.0, model_rounds=1, reference_s=4.0, e2e_reviews=1500,
                            load_duration_s=8.0, latency_warmup=256,
                            seed_reviews=64, phases_reviews=1000, predict_api_duration_s=4.0,
-                           redis_reviews=100_000, redis_products=10_000)
+                           redis_reviews=100_000, redis_products=10_000, ceiling_reviews=10_000,
+                           ceiling_rounds=1, ceiling_redis_reviews=50_000)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -96,6 +103,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     texts = corpus.texts[: config.texts]
     result: dict[str, Any] = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "model": describe_model(config.model_dir),
         "texts": corpus.origin,
         "machine": machine,
     }
@@ -125,7 +133,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             )
             result["model_only_reviews_per_s"] = result["model_only"]["model_only_reviews_per_s"]
 
-    if {"e2e", "seed", "phases"} & set(config.parts):
+    if {"e2e", "seed", "phases", "ceiling"} & set(config.parts):
         from reviews_mtl.bench.end_to_end import WorkerConfig, run_end_to_end
         from reviews_mtl.bench.infra import bench_servers
 
@@ -160,6 +168,21 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 with part("phases"):
                     result["phases"] = profile_worker(servers, worker, corpus.reviews, config.phases_reviews,
                                                       log_dir)
+            if "ceiling" in config.parts:
+                from reviews_mtl.bench.ceiling import run_ceiling
+                from reviews_mtl.bench.redis_script import measure_redis_script
+
+                with part("ceiling"):
+                    ceiling = run_ceiling(servers, worker, corpus.reviews, config.ceiling_reviews, log_dir,
+                                          rounds=config.ceiling_rounds, cost_us_per_review=config.ceiling_cost_us)
+                    result["ceiling"] = ceiling
+                    result["ceiling_reviews_per_s"] = ceiling["ceiling_reviews_per_s"]
+                    result["ceiling_phases_us_per_review"] = ceiling["ceiling_phases_us_per_review"]
+                    # What one Redis absorbs through the script alone, on a Redis of its own, in the same run.
+                    script = measure_redis_script(None, config.ceiling_redis_reviews,
+                                                  min(config.redis_products, config.ceiling_redis_reviews // 10))
+                    ceiling["redis_script"] = script
+                    result["redis_script_reviews_per_s"] = script["reviews_per_s"]
 
     if "predict-api" in config.parts:
         from reviews_mtl.bench.predict_api import run_predict_api
@@ -189,6 +212,19 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     return result
 
 
+def describe_model(model_dir: Path) -> dict[str, Any]:
+    """Which model the run measured (the issue's targets are for the ``full`` preset)."""
+    from reviews_mtl.model.artifact import ArtifactConfig
+
+    try:
+        config = ArtifactConfig.read(model_dir)
+    except Exception as exc:  # the run still says what it was given
+        return {"dir": str(model_dir), "error": str(exc)}
+    return {"dir": str(model_dir), "name": config.model_name, "version": config.model_version,
+            "preset": config.preset, "encoder": config.encoder,
+            "max_length": config.max_length}
+
+
 def targets(result: dict[str, Any], cuda: bool) -> dict[str, Any]:
     """Each speed target with the measured value and whether it is met (None: not measured)."""
 
@@ -203,6 +239,8 @@ def targets(result: dict[str, Any], cuda: bool) -> dict[str, Any]:
         "e2e_over_seed": check(result.get("e2e_over_seed"), TARGET_E2E_OVER_SEED),
         "e2e_latency_p99_s_at_50pct": check(result.get("e2e_latency_p99_s"), TARGET_P99_AT_HALF_LOAD_S, False),
     }
+    if result.get("ceiling_reviews_per_s") is not None:
+        out["ceiling_reviews_per_s"] = check(result["ceiling_reviews_per_s"], TARGET_CEILING_PER_S)
     if cuda:
         out["gpu_e2e_reviews_per_s_one_worker"] = check(_one_worker_rate(result), TARGET_GPU_E2E_PER_S)
     return out

@@ -82,7 +82,7 @@ def test_cli_builds_the_config(tmp_path: Path) -> None:
     ])
     assert args.func.__module__ == "reviews_mtl.bench.cli"
     config = config_from_args(args)
-    assert config.parts == ("model-only", "e2e", "predict-api")
+    assert config.parts == ("model-only", "e2e", "predict-api", "redis", "ceiling")
     assert config.replicas == (1, 2, 3)
     assert config.loads == (0.5,)
     assert config.batch_sizes == (4, 8)
@@ -90,7 +90,7 @@ def test_cli_builds_the_config(tmp_path: Path) -> None:
     assert config.quick
     with pytest.raises(SystemExit):
         config_from_args(build_parser().parse_args(["bench", "--model", str(tmp_path), "--only", "nope"]))
-    assert set(PARTS) == {"model-only", "e2e", "seed", "phases", "predict-api"}
+    assert set(PARTS) == {"model-only", "e2e", "seed", "phases", "predict-api", "redis", "ceiling"}
 
 
 def test_phase_breakdown_accounts_for_the_whole_wall_time() -> None:
@@ -129,3 +129,24 @@ def test_owned_partitions_replays_a_workers_rebalance_log(tmp_path: Path) -> Non
         "2026-11-27 12:43:15,000 INFO consumer.worker assigned t:5\n"
     )
     assert _owned_partitions(log) == {"t:1", "t:5"}
+
+
+def test_named_pipeline_phases_sum_the_finer_rows() -> None:
+    from collections import defaultdict
+
+    from reviews_mtl.bench.phases import PIPELINE_PHASES, _breakdown, pipeline_phases
+
+    seconds = defaultdict(float, {
+        "consume": 0.5, "collect": 0.6, "process": 6.0, "decode": 0.4, "predict_and_build": 3.0, "predict": 2.5,
+        "tokenize": 1.5, "run_encoded": 0.2, "to_predictions": 0.3, "serialize": 0.2, "redis_watermarks_for": 0.1,
+        "redis_apply_batch": 1.5, "redis_script_call": 1.2, "publish": 1.0, "produce": 0.3,
+    })
+    rows = _breakdown(seconds, wall=8.0, records=1000)
+    named = pipeline_phases(rows)
+    assert set(named) == set(PIPELINE_PHASES)
+    # Every finer row belongs to exactly one named phase, so the named phases add up to the wall time.
+    assert sorted(n for names in PIPELINE_PHASES.values() for n in names) == sorted(r["phase"] for r in rows)
+    assert sum(named.values()) == pytest.approx(8000.0, abs=0.5)
+    assert named["tokenize"] == pytest.approx(1500.0)
+    assert named["redis_script"] == pytest.approx(1600.0)  # reads + arguments + the call
+    assert named["produce"] == pytest.approx(300.0) and named["commit"] == pytest.approx(700.0)
