@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from consumer.records import enriched_bytes
 from reviews_mtl.aggregates.keys import review_state_address
 from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, LastAppliedBatch, PartitionBatch, Violation
 from reviews_mtl.contracts import (
@@ -26,7 +27,6 @@ from reviews_mtl.contracts import (
     DeadLetter,
     DecodeFailure,
     DecodeReason,
-    EnrichedRecord,
     Prediction,
     Retraction,
     RetractionRecord,
@@ -108,7 +108,8 @@ class _Decoded:
 
     msg: InMessage
     review: Review | Retraction
-    record: EnrichedRecord | None = None
+    prediction: Prediction | None = None
+    processed_at: float = 0.0
     payload: bytes | None = None  # the record as published (enriched record or retraction record)
     replayed: bool = False
 
@@ -302,10 +303,10 @@ class BatchProcessor:
             if pred is None:
                 continue
             try:
-                v.record = self._record(v, pred, now, per_review_ms)
-                v.payload = v.record.to_bytes()
+                v.payload = self._record_bytes(v, pred, now, per_review_ms)
+                v.prediction, v.processed_at = pred, now
             except Exception as exc:  # a record that cannot be built is a dead letter
-                v.record = None
+                v.prediction = None
                 broken.append((v, _internal_error("building the enriched record", exc, v.msg.value)))
         return broken
 
@@ -324,42 +325,28 @@ class BatchProcessor:
             return AppliedRecord(offset=v.msg.offset, review_id=r.review_id, product_id=r.product_id, sentiment="",
                                  rating=0.0, aspects=(), seen_at=r.timestamp or 0.0, enriched=v.payload,
                                  version=r.version, event_time=r.timestamp, delete=True)
-        rec = v.record
-        assert rec is not None
+        pred = v.prediction
+        assert pred is not None and isinstance(r, Review)
         return AppliedRecord(
             offset=v.msg.offset,
-            review_id=rec.review_id,
-            product_id=rec.product_id,
-            sentiment=rec.sentiment.label,
-            rating=rec.rating,
-            aspects=rec.aspects_detected,
-            seen_at=rec.timestamp if rec.timestamp is not None else rec.processed_at,
-            enriched=v.payload,
-            version=rec.version,
-            event_time=rec.timestamp,
-        )
-
-    def _record(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:
-        r = cast(Review, v.review)
-        return EnrichedRecord.model_construct(
-            schema_version=1,
             review_id=r.review_id,
             product_id=r.product_id,
-            true_rating=r.rating,
-            category=r.category,
-            timestamp=r.timestamp,
-            sentiment=pred.sentiment,
+            sentiment=pred.sentiment.label,
             rating=pred.rating,
-            aspects=pred.aspects,
-            aspects_detected=pred.aspects_detected,
-            model_name=self.predictor.model_name,
-            model_version=self.predictor.model_version,
-            model_runtime=self.predictor.runtime,
-            processed_at=now,
-            processing_ms=per_review_ms,
-            source=SourceCoordinates.model_construct(topic=v.msg.topic, partition=v.msg.partition,
-                                                     offset=v.msg.offset),
+            aspects=pred.aspects_detected,
+            seen_at=r.timestamp if r.timestamp is not None else v.processed_at,
+            enriched=v.payload,
             version=r.version,
+            event_time=r.timestamp,
+        )
+
+    def _record_bytes(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> bytes:
+        """The enriched record as published (:mod:`consumer.records`: serialized once, no pydantic object)."""
+        return enriched_bytes(
+            cast(Review, v.review), pred, model_name=self.predictor.model_name,
+            model_version=self.predictor.model_version, model_runtime=self.predictor.runtime,
+            processed_at=now, processing_ms=per_review_ms, topic=v.msg.topic, partition=v.msg.partition,
+            offset=v.msg.offset,
         )
 
 

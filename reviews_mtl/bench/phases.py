@@ -85,8 +85,9 @@ def _instrument(process: Any, clock: PhaseClock) -> None:
 
 def _breakdown(s: dict[str, float], wall: float, records: int) -> list[dict[str, Any]]:
     predict_other = s["predict"] - s["tokenize"] - s["run_encoded"] - s["to_predictions"]
+    # Serializing runs inside predict_and_build (each record right after its prediction).
     process_other = (s["process"] - s["decode"] - s["redis_watermarks_for"] - s["redis_last_applied_batch"]
-                     - s["predict_and_build"] - s["serialize"] - s["redis_apply_batch"])
+                     - s["predict_and_build"] - s["redis_apply_batch"])
     # Drains instrumented before the script call was timed apart hold the whole apply_batch as the script.
     script_call = s["redis_script_call"] or s["redis_apply_batch"]
     rows = [
@@ -97,7 +98,7 @@ def _breakdown(s: dict[str, float], wall: float, records: int) -> list[dict[str,
         ("model (ONNX Runtime / torch run)", s["run_encoded"]),
         ("predictions: arrays to Prediction objects", s["to_predictions"]),
         ("predict: other (scatter to input order)", predict_other),
-        ("build EnrichedRecord objects", s["predict_and_build"] - s["predict"]),
+        ("build enriched records", s["predict_and_build"] - s["predict"] - s["serialize"]),
         ("serialize enriched JSON", s["serialize"]),
         ("redis: watermarks + in-flight reads", s["redis_watermarks_for"] + s["redis_last_applied_batch"]),
         ("redis: the script's arguments (client JSON)", s["redis_apply_batch"] - script_call),
@@ -121,7 +122,7 @@ PIPELINE_PHASES: dict[str, tuple[str, ...]] = {
     "tokenize": ("tokenize (fast tokenizer, padding)",),
     "model": ("model (ONNX Runtime / torch run)",),
     "build_serialize": ("predictions: arrays to Prediction objects", "predict: other (scatter to input order)",
-                        "build EnrichedRecord objects", "serialize enriched JSON",
+                        "build enriched records", "serialize enriched JSON",
                         "processing: other (grouping, dead letters)"),
     "produce": ("kafka: produce records",),
     "redis_script": ("redis: watermarks + in-flight reads", "redis: the script's arguments (client JSON)",
@@ -180,7 +181,6 @@ def drain_in_process(
     when given. ``instrument``: time each step (a timer costs about a microsecond a call)."""
     import consumer.processing
     from consumer.app import build_worker
-    from reviews_mtl.contracts import EnrichedRecord
     from reviews_mtl.settings import ConsumerSettings, RedisSettings, TopicSettings
 
     pipe = Pipeline(servers, log_dir)
@@ -226,7 +226,7 @@ def drain_in_process(
     with patches:
         if instrument:
             patches.enter_context(_patched(consumer.processing, "decode_review", clock, "decode"))
-            patches.enter_context(_patched(EnrichedRecord, "to_bytes", clock, "serialize"))
+            patches.enter_context(_patched(consumer.processing, "enriched_bytes", clock, "serialize"))
         thread = threading.Thread(target=run, name="bench-in-process-worker", daemon=True)
         thread.start()
         deadline = time.monotonic() + timeout_s
