@@ -139,8 +139,67 @@ def write_json(result: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
 
 
+def write_phase_comparison(labelled: list[tuple[str, dict[str, Any]]], path: Path) -> Path | None:
+    """Where a review's time goes in the pipeline ceiling, one stacked bar (µs per review by named phase) per
+    result: before and after a change, measured in the same session. Needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        logger.warning("matplotlib is not installed (pip install 'reviews-mtl[train]'): no plots")
+        return None
+    rows = [(label, r["ceiling_phases_us_per_review"], r.get("ceiling_reviews_per_s")) for label, r in labelled
+            if r.get("ceiling_phases_us_per_review")]
+    if not rows:
+        return None
+    phases = list(rows[0][1])
+    fig, ax = plt.subplots(figsize=(10, 1.8 + 0.7 * len(rows)))
+    colors = [plt.get_cmap("tab10")(i) for i in range(10)]
+    for y, (_label, us, _rate) in enumerate(rows):
+        left = 0.0
+        for i, phase in enumerate(phases):
+            width = float(us.get(phase, 0.0))
+            ax.barh(y, width, left=left, color=colors[i % len(colors)], label=phase if y == 0 else None)
+            left += width
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{label}\n{rate:,.0f} reviews/s" if rate else label for label, _us, rate in rows],
+                       fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("µs per review in one worker (constant-cost model: everything but the model's math)")
+    machine = labelled[0][1].get("machine", {})
+    ax.set_title(f"Where a review's time goes\n{machine.get('cores', '?')} cores, {machine.get('cpu_model', '')}",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reviews_mtl.bench.report compare LABEL=RESULT.json ... --out PLOT.png``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m reviews_mtl.bench.report")
+    sub = parser.add_subparsers(dest="command", required=True)
+    compare = sub.add_parser("compare", help="plot where a review's time goes, one bar per bench result")
+    compare.add_argument("results", nargs="+", help="LABEL=path/to/bench.json (with a ceiling part)")
+    compare.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    labelled = []
+    for item in args.results:
+        label, _, path = item.rpartition("=")
+        labelled.append((label or Path(path).stem, json.loads(Path(path).read_text())))
+    written = write_phase_comparison(labelled, args.out)
+    print(written or "nothing to plot (no ceiling part in these results)")
+    return 0 if written else 1
+
+
 def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
-    """throughput_vs_batch.png and latency_vs_load.png (whatever was measured); needs matplotlib."""
+    """throughput_vs_batch.png, latency_vs_load.png and phases.png (whatever was measured); needs matplotlib."""
     try:
         import matplotlib
 
@@ -194,4 +253,12 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)
+    if result.get("ceiling"):
+        phases = write_phase_comparison([("this run", result)], out_dir / "phases.png")
+        if phases is not None:
+            written.append(phases)
     return written
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
