@@ -74,6 +74,8 @@ class ThroughputResult:
     # Model only, in the worker's shape, measured right before this drain on the same cores: on a shared
     # machine the load changes between the parts of a run, so the ratio is fairest against this figure.
     model_only_adjacent_per_s: float | None = None
+    # The largest resident memory any worker process reached (VmHWM), MB.
+    worker_peak_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,17 @@ class LatencyResult:
     to_prediction_p50_s: float | None = None
     prediction_to_produce_p50_s: float | None = None
     produce_to_visible_p50_s: float | None = None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident memory of a running process (Linux ``VmHWM``), MB; None where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _rate(arrivals: Sequence[Arrival], skip_share: float = 0.0) -> tuple[float, float]:
@@ -144,6 +157,7 @@ def measure_throughput(
                                      runtime=worker.runtime, extra=worker.extra_args)
         try:
             tail.wait_for(sent, timeout_s, workers, pipe.logs, desc=f"drain, {replicas} replica(s)")
+            peak_rss = max((peak_rss_mb(w.pid) or 0.0 for w in workers), default=0.0) or None
         finally:
             pipe.stop_workers()
         arrivals = tail.arrivals()
@@ -160,6 +174,7 @@ def measure_throughput(
         steady_reviews_per_s=round(steady, 1),
         startup_s=round(min(a.seen_at for a in arrivals) - started, 2),
         model_only_adjacent_per_s=reference,
+        worker_peak_rss_mb=peak_rss,
     )
     logger.info("end to end, %d replica(s): %.1f reviews/s (steady %.1f; model only just before: %s)",
                 replicas, rate, steady, reference)

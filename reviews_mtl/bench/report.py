@@ -63,11 +63,11 @@ def render(result: dict[str, Any]) -> str:
     if e2e:
         lines += ["", "End to end (broker + Redis + worker processes), drain of a pre-loaded topic",
                   f"{'replicas':>8} {'threads':>7} {'reviews':>8} {'reviews/s':>10} {'steady/s':>9} {'start-up s':>10} "
-                  f"{'model-only just before':>22}"]
+                  f"{'model-only just before':>22} {'worker RSS MB':>13}"]
         for t in e2e["throughput"]:
             lines.append(f"{t['replicas']:>8} {t['threads_per_worker']:>7} {t['reviews']:>8} "
                          f"{t['reviews_per_s']:>10,.1f} {t['steady_reviews_per_s']:>9,.1f} {t['startup_s']:>10.1f} "
-                         f"{_fmt(t.get('model_only_adjacent_per_s')):>22}")
+                         f"{_fmt(t.get('model_only_adjacent_per_s')):>22} {_fmt(t.get('worker_peak_rss_mb')):>13}")
         for group in _latency_groups(e2e):
             headline = " (headline: best throughput)" if group["replicas"] == e2e["latency_replicas"] else ""
             lines += ["", f"Latency, review timestamp → enriched record visible (read_committed), "
@@ -126,7 +126,8 @@ def render(result: dict[str, Any]) -> str:
               f"{_fmt(result.get('e2e_over_model_only_adjacent'), 3)}",
               "", "Targets"]
     for name, t in result["targets"].items():
-        lines.append(f"  {name:<36} {_fmt(t['value'], 3):>10}  target {'≤' if 'latency' in name else '≥'} "
+        at_most = "latency" in name or "rss" in name
+        lines.append(f"  {name:<36} {_fmt(t['value'], 3):>10}  target {'≤' if at_most else '≥'} "
                      f"{t['target']:g}: {_met(t['met'])}")
     for name, error in (result.get("errors") or {}).items():
         lines.append(f"  FAILED part {name}: {error[:400]}")

@@ -17,10 +17,12 @@ logger = logging.getLogger(__name__)
 
 PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api", "redis", "ceiling")
 
-# The project's speed targets on 2 cores (README, "Measured speed").
-TARGET_E2E_OVER_MODEL_ONLY = 0.85
-TARGET_E2E_OVER_SEED = 20.0
+# The project's speed targets on 2 cores (README, "Measured speed"; issue 18 raised them for the full model).
+TARGET_E2E_OVER_MODEL_ONLY = 0.9
+TARGET_E2E_OVER_SEED = 30.0
 TARGET_P99_AT_HALF_LOAD_S = 0.5
+TARGET_P99_AT_90PCT_LOAD_S = 1.0
+TARGET_WORKER_RSS_MB = 600.0
 TARGET_GPU_E2E_PER_S = 20_000.0
 # The pipeline without the model (constant-cost predictor), one worker process on 2 cores (issue 18).
 TARGET_CEILING_PER_S = 10_000.0
@@ -78,10 +80,15 @@ class BenchConfig:
 
 
 def _p99_at_half_load(latency: list[dict[str, Any]]) -> float | None:
+    return _p99_at(latency, 0.5)
+
+
+def _p99_at(latency: list[dict[str, Any]], load: float) -> float | None:
+    """p99 of the offered load nearest ``load`` (None when none is within 0.05 of it)."""
     if not latency:
         return None
-    row = min(latency, key=lambda r: abs(float(r["load"]) - 0.5))
-    return float(row["p99_s"])
+    row = min(latency, key=lambda r: abs(float(r["load"]) - load))
+    return float(row["p99_s"]) if abs(float(row["load"]) - load) <= 0.05 else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -151,6 +158,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                     )
                     result["e2e_reviews_per_s"] = result["e2e"]["e2e_reviews_per_s"]
                     result["e2e_latency_p99_s"] = _p99_at_half_load(result["e2e"]["latency"])
+                    result["e2e_latency_p99_s_at_90pct"] = _p99_at(result["e2e"]["latency"], 0.9)
+                    result["worker_peak_rss_mb"] = max(
+                        (t["worker_peak_rss_mb"] or 0.0 for t in result["e2e"]["throughput"]), default=0.0) or None
                     result["e2e_over_model_only_adjacent"] = result["e2e"]["e2e_over_model_only_adjacent"]
             if "seed" in config.parts:
                 from reviews_mtl.bench.seed_setup import measure_seed
@@ -238,6 +248,9 @@ def targets(result: dict[str, Any], cuda: bool) -> dict[str, Any]:
                                               TARGET_E2E_OVER_MODEL_ONLY),
         "e2e_over_seed": check(result.get("e2e_over_seed"), TARGET_E2E_OVER_SEED),
         "e2e_latency_p99_s_at_50pct": check(result.get("e2e_latency_p99_s"), TARGET_P99_AT_HALF_LOAD_S, False),
+        "e2e_latency_p99_s_at_90pct": check(result.get("e2e_latency_p99_s_at_90pct"), TARGET_P99_AT_90PCT_LOAD_S,
+                                            False),
+        "worker_peak_rss_mb": check(result.get("worker_peak_rss_mb"), TARGET_WORKER_RSS_MB, False),
     }
     if result.get("ceiling_reviews_per_s") is not None:
         out["ceiling_reviews_per_s"] = check(result["ceiling_reviews_per_s"], TARGET_CEILING_PER_S)

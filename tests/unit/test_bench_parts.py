@@ -9,7 +9,7 @@ import pytest
 
 from reviews_mtl.bench.end_to_end import WorkerConfig, _parts, _percentiles, _rate
 from reviews_mtl.bench.infra import Arrival
-from reviews_mtl.bench.runner import PARTS, BenchConfig, _p99_at_half_load, _ratio, targets
+from reviews_mtl.bench.runner import PARTS, BenchConfig, _p99_at, _p99_at_half_load, _ratio, targets
 from reviews_mtl.bench.texts import stream
 from reviews_mtl.contracts import Review
 
@@ -55,11 +55,15 @@ def test_targets_and_ratios() -> None:
     assert _ratio(1.0, 0.0) is None
     latency = [{"load": 0.25, "p99_s": 0.2}, {"load": 0.5, "p99_s": 0.4}, {"load": 0.9, "p99_s": 2.0}]
     assert _p99_at_half_load(latency) == 0.4
-    result = {"e2e_over_model_only": 0.9, "e2e_over_seed": 12.0, "e2e_latency_p99_s": 0.4}
+    assert _p99_at(latency, 0.9) == 2.0 and _p99_at(latency, 0.75) is None
+    result = {"e2e_over_model_only": 0.9, "e2e_over_seed": 12.0, "e2e_latency_p99_s": 0.4,
+              "e2e_latency_p99_s_at_90pct": 2.0, "worker_peak_rss_mb": 420.0}
     checked = targets(result, cuda=False)
     assert checked["e2e_over_model_only"]["met"] is True
-    assert checked["e2e_over_seed"]["met"] is False
+    assert checked["e2e_over_seed"]["met"] is False and checked["e2e_over_seed"]["target"] == 30.0
     assert checked["e2e_latency_p99_s_at_50pct"]["met"] is True
+    assert checked["e2e_latency_p99_s_at_90pct"]["met"] is False
+    assert checked["worker_peak_rss_mb"]["met"] is True
     assert "gpu_e2e_reviews_per_s_one_worker" not in checked
     assert targets({}, cuda=True)["gpu_e2e_reviews_per_s_one_worker"]["met"] is None
 
