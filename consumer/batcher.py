@@ -4,8 +4,8 @@ wait out the whole window.
 
 :class:`AdaptiveBatcher` (the service's default) sizes each batch from what the last ones cost and a p99 latency
 target instead: a batch holds what the target allows (a review may wait for the batch in progress and then for its
-own, so each gets half the target), closes as soon as the queue runs dry unless there is time left in the budget to
-gather more, and grows (up to ``deep_max_records``) while the queue stays deeper than a batch, which clears a
+own, so each gets half the target), waits for more only while the budget has time left and more keeps coming
+(a short probe that finds nothing closes the batch), and grows (up to ``deep_max_records``) while the queue stays deeper than a batch, which clears a
 backlog with fewer, cheaper-per-review batches.
 
 The clock and the source are injected so tests are deterministic.
@@ -91,6 +91,8 @@ class AdaptivePolicy:
 class AdaptiveBatcher(MicroBatcher):
     # Weight of the newest batch in the per-review cost estimate.
     SMOOTHING = 0.3
+    # Once a batch has begun, how long one look at the queue waits for more.
+    PROBE_S = 0.005
 
     def __init__(self, source: MessageSource, policy: AdaptivePolicy, clock: Clock = time.monotonic) -> None:
         super().__init__(source, policy.max_records, policy.max_wait_s, clock)
@@ -135,10 +137,12 @@ class AdaptiveBatcher(MicroBatcher):
             else:
                 remaining = close_at - self.clock()
                 wanted = cap - len(batch)
-                got = self.source.consume(num_messages=wanted, timeout=max(0.0, remaining))
-                if len(got) < wanted and remaining <= 0:
+                # Short probes: a broker that hands the backlog over in chunks keeps the batch growing, and a probe
+                # that finds nothing closes it (waiting on would only add latency).
+                got = self.source.consume(num_messages=wanted, timeout=max(0.0, min(remaining, self.PROBE_S)))
+                if len(got) < wanted and (remaining <= 0 or not got):
                     batch.extend(got)
-                    break  # the queue ran dry and the budget has no time left to gather more
+                    break  # the queue ran dry, or the budget has no time left to gather more
             batch.extend(got)
         self.deep = len(batch) >= cap
         return batch

@@ -121,7 +121,20 @@ def test_adaptive_batch_waits_for_more_only_while_the_budget_has_time() -> None:
     assert cap == 256 and linger == pytest.approx(0.03)  # the wait bound, not the budget's whole rest
     batch: list[Any] = batcher.next_batch()
     assert batch == [1, 2, 3]
-    assert clock.now == pytest.approx(0.01 + 0.03)  # closed once the wait from the first message ran out
+    # Each look waits a short probe; the first that finds nothing closes the batch, well before the wait bound.
+    assert [t for _, t in source.calls[1:]] == [0.005, 0.005]
+    assert clock.now == pytest.approx(0.01 + 0.005 + 0.005)
+
+
+def test_adaptive_batch_keeps_gathering_while_more_arrives_until_the_wait_runs_out() -> None:
+    clock = FakeClock()
+    source = ScriptedSource(clock, [[i] for i in range(20)], step_s=0.004)
+    batcher = AdaptiveBatcher(source, _policy(wait_s=0.03), clock)  # type: ignore[arg-type]
+    batcher.observe(1000, 0.1)
+    batch: list[Any] = batcher.next_batch()
+    # The first message at 4 ms, then one per probe until 30 ms after the first, and what is queued at that moment.
+    assert batch == list(range(10))
+    assert clock.now == pytest.approx(0.004 + 0.03)
 
 
 def test_adaptive_batch_grows_while_the_queue_is_deep_and_shrinks_after() -> None:
