@@ -5,8 +5,8 @@ wait out the whole window.
 :class:`AdaptiveBatcher` (the service's default) sizes each batch from what the last ones cost and a p99 latency
 target instead: a batch holds what the target allows (a review may wait for the batch in progress and then for its
 own, so each gets half the target), waits for more only while the budget has time left and more keeps coming
-(a short probe that finds nothing closes the batch), and grows (up to ``deep_max_records``) while the queue stays deeper than a batch, which clears a
-backlog with fewer, cheaper-per-review batches.
+(a short probe that finds nothing closes the batch), and grows (up to ``deep_max_records``) while the queue stays
+deeper than a batch, which clears a backlog with fewer, cheaper-per-review batches.
 
 The clock and the source are injected so tests are deterministic.
 """
