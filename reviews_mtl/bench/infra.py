@@ -295,11 +295,13 @@ class Pipeline:
         })
         return env
 
-    def start_process(self, argv: Sequence[str], label: str) -> subprocess.Popen[bytes]:
+    def start_process(self, argv: Sequence[str], label: str,
+                      env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.log_dir / f"{self.name}-{label}.log"
         self.logs.append(log)
         with log.open("wb") as fh:
-            proc = subprocess.Popen(list(argv), env=self.env(), stdout=fh, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(list(argv), env={**self.env(), **(env or {})}, stdout=fh,
+                                    stderr=subprocess.STDOUT)
         self.workers.append(proc)
         return proc
 
@@ -311,6 +313,7 @@ class Pipeline:
         threads: int,
         runtime: str = "auto",
         extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> list[subprocess.Popen[bytes]]:
         """``replicas`` real worker processes (``python -m consumer``) in this pipeline's group."""
         started = []
@@ -318,7 +321,7 @@ class Pipeline:
             started.append(self.start_process(
                 [sys.executable, "-m", "consumer", "--model", str(model_dir), "--runtime", runtime,
                  "--threads", str(threads), *extra],
-                f"worker{len(self.workers)}",
+                f"worker{len(self.workers)}", env,
             ))
             self.worker_logs.append(self.logs[-1])
         return started

@@ -80,6 +80,11 @@ def render(result: dict[str, Any]) -> str:
                              f"{x['max_s']:>7.3f} |            {_fmt(x.get('to_prediction_p50_s'), 3):>7} "
                              f"{_fmt(x.get('prediction_to_produce_p50_s'), 3):>8} "
                              f"{_fmt(x.get('produce_to_visible_p50_s'), 3):>8}")
+    for group in (e2e or {}).get("latency_by_batching", []):
+        lines += ["", f"Latency with {group['batching']} micro-batches (round {group['round']}, same offered rates), "
+                      f"{group['replicas']} replica(s): load, p50 · p95 · p99 s: " + "; ".join(
+                          f"{x['load']:.0%} {x['p50_s']:.3f} · {x['p95_s']:.3f} · {x['p99_s']:.3f}"
+                          for x in group["latency"])]
     seed = result.get("seed_setup")
     if seed:
         lines += ["", f"Seed's setup as a service ({seed['encoder']}, batch {seed['batch_size']}, padded to "
@@ -242,7 +247,15 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
             for key, style in (("p50_s", "--"), ("p99_s", "-")):
                 ax.plot(loads, [x[key] for x in group["latency"]], marker="o", linestyle=style, color=color,
                         label=f"{group['replicas']} replica(s) {key[:-2]}")
+        batching_colors = {"adaptive": "tab:red", "fixed": "tab:gray"}
+        for group in e2e.get("latency_by_batching", []):
+            loads = [x["load"] * 100 for x in group["latency"]]
+            first = group["round"] == 1
+            ax.plot(loads, [x["p99_s"] for x in group["latency"]], marker="s", linestyle="-.", alpha=0.8,
+                    color=batching_colors.get(group["batching"], "tab:brown"),
+                    label=f"{group['batching']} batches p99" if first else None)
         ax.axhline(0.5, color="r", linestyle=":", label="p99 target at 50%")
+        ax.axhline(1.0, color="k", linestyle=":", label="p99 target at 90%")
         ax.set_yscale("log")  # sub-second figures at light load and a backlog's seconds near the maximum
         ax.set_xlabel("offered load, % of the measured maximum of that replica count")
         ax.set_ylabel("seconds, review timestamp → enriched visible")

@@ -60,6 +60,8 @@ class BenchConfig:
     predict_api_duration_s: float = 10.0  # per leg (three legs)
     redis_reviews: int = 1_000_000  # synthetic reviews through the aggregate script (speed and memory)
     redis_products: int = 100_000
+    batching: tuple[str, ...] = ()  # e2e latency again with each batching mode (adaptive, fixed) at the same rates
+    batching_rounds: int = 1
     ceiling_reviews: int = 50_000  # pre-loaded reviews per ceiling drain
     ceiling_rounds: int = 2  # each round: a plain drain and a timed one
     ceiling_cost_us: float = 0.0  # the constant-cost predictor's model time per review
@@ -155,6 +157,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                         servers, worker, corpus.reviews, throughput_reviews=config.e2e_reviews,
                         replicas=config.replicas, loads=config.loads, load_duration_s=config.load_duration_s,
                         log_dir=log_dir, latency_warmup=config.latency_warmup, reference_s=config.reference_s,
+                        batching_modes=config.batching, batching_rounds=config.batching_rounds,
                     )
                     result["e2e_reviews_per_s"] = result["e2e"]["e2e_reviews_per_s"]
                     result["e2e_latency_p99_s"] = _p99_at_half_load(result["e2e"]["latency"])
