@@ -73,6 +73,16 @@ def _phase_rows(drains: Sequence[Drain]) -> tuple[list[dict[str, Any]], float, i
     return _breakdown(seconds, wall, reviews), wall, reviews
 
 
+def _cpu_per_review(drains: Sequence[Drain]) -> dict[str, float | None]:
+    reviews = sum(d.reviews for d in drains) or 1
+    redis = [d.redis_cpu_s for d in drains]
+    return {
+        "worker_process": round(1e6 * sum(d.process_cpu_s for d in drains) / reviews, 1),
+        "worker_thread": round(1e6 * sum(d.worker_thread_cpu_s for d in drains) / reviews, 1),
+        "redis": round(1e6 * sum(x for x in redis if x is not None) / reviews, 1) if None not in redis else None,
+    }
+
+
 def run_ceiling(
     servers: Servers,
     worker: WorkerConfig,
@@ -102,6 +112,7 @@ def run_ceiling(
                         drain.batches)
     rows, wall, handled = _phase_rows(timed)
     rates = [d.reviews_per_s or 0.0 for d in plain]
+    cpu = _cpu_per_review(plain)
     return {
         "predictor": f"{CONSTANT_COST_RUNTIME}: bench-only ConstantCostPredictor (the artifact's real tokenizer, "
                      f"fixed outputs, {cost_us_per_review:g} µs per review of model time)",
@@ -115,6 +126,12 @@ def run_ceiling(
         "timed_reviews_per_s": round(handled / wall, 1) if wall > 0 else None,
         "phases": rows,
         "ceiling_phases_us_per_review": pipeline_phases(rows),
+        # CPU per review (plain drains), which the machine's load barely changes: the worker process (its thread and
+        # librdkafka's), its Python thread alone, and Redis; with the broker's share left out, 2 cores ÷ their sum
+        # bounds what one worker and its Redis could do on 2 cores of their own.
+        "cpu_us_per_review": cpu,
+        "worker_and_redis_reviews_per_2_cores_s": round(2e6 / (cpu["worker_process"] + (cpu["redis"] or 0.0)), 1)
+        if cpu["worker_process"] else None,
         "bench_process_rss_mb": max((d.rss_mb or 0.0) for d in plain + timed) or None,
         "note": "one worker built in-process by consumer.app.build_worker (transactions on) on the bench's broker "
                 "and Redis; rate = reviews handled ÷ time from the first batch to the last commit",
@@ -128,6 +145,8 @@ def render_ceiling(c: dict[str, Any]) -> list[str]:
                  f"{r['plain_reviews_per_s']:,.0f} / {r['timed_reviews_per_s']:,.0f} ({r['mean_batch']:.0f})"
                  for r in c["rounds"]),
              f"  ceiling: {c['ceiling_reviews_per_s']:,.0f} reviews/s end to end through one worker",
+             "  CPU µs per review: " + ", ".join(f"{k} {v}" for k, v in (c.get("cpu_us_per_review") or {}).items())
+             + f"; 2 cores ÷ (worker + Redis CPU): {c.get('worker_and_redis_reviews_per_2_cores_s') or '-'} reviews/s",
              f"  {'phase':<52} {'share':>6} {'µs/review':>10}"]
     for row in c["phases"]:
         lines.append(f"  {row['phase']:<52} {row['share']:>6.1%} {row['us_per_review']:>10.1f}")

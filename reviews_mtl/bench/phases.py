@@ -148,10 +148,24 @@ class Drain:
     batches: int
     phase_seconds: dict[str, float]
     rss_mb: float | None = None
+    # CPU seconds over the same span, which a loaded machine does not inflate the way it does wall time: the whole
+    # bench process (the worker thread and librdkafka's threads) and the worker's own thread, and Redis's server.
+    process_cpu_s: float = 0.0
+    worker_thread_cpu_s: float = 0.0
+    redis_cpu_s: float | None = None
 
     @property
     def reviews_per_s(self) -> float | None:
         return round(self.reviews / self.seconds, 1) if self.seconds > 0 else None
+
+
+def _redis_cpu_s(client: Any) -> float | None:
+    """Redis's own CPU seconds so far (``INFO cpu``: its main thread and the others, user + system)."""
+    try:
+        cpu = client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    except Exception:  # a figure for the report only: never fail the drain over it
+        return None
 
 
 def _rss_mb() -> float | None:
@@ -199,17 +213,22 @@ def drain_in_process(
     if instrument:
         _instrument(process, clock)
 
-    state: dict[str, float] = {"handled": 0, "first": 0.0, "last": 0.0, "batches": 0}
+    state: dict[str, Any] = {"handled": 0, "first": 0.0, "last": 0.0, "batches": 0, "cpu0": 0.0, "cpu1": 0.0,
+                             "thread0": 0.0, "thread1": 0.0, "redis0": None}
+    store_client = getattr(process.worker.processor.store, "client", None)
     handle = worker._handle
 
     def timed_handle(messages: list[Any]) -> None:
         if state["handled"] == 0:
             clock.reset()  # start-up and the group join are not the worker's steady work
             state["first"] = time.perf_counter()
+            state["cpu0"], state["thread0"] = time.process_time(), time.thread_time()
+            state["redis0"] = _redis_cpu_s(store_client)
         handle(messages)
         state["handled"] += len(messages)
         state["batches"] += 1
         state["last"] = time.perf_counter()
+        state["cpu1"], state["thread1"] = time.process_time(), time.thread_time()
         if state["handled"] >= sent:
             worker.request_stop()
 
@@ -226,7 +245,12 @@ def drain_in_process(
     with patches:
         if instrument:
             patches.enter_context(_patched(consumer.processing, "decode_review", clock, "decode"))
-            patches.enter_context(_patched(consumer.processing, "enriched_bytes", clock, "serialize"))
+            if hasattr(consumer.processing, "enriched_bytes"):
+                patches.enter_context(_patched(consumer.processing, "enriched_bytes", clock, "serialize"))
+            else:  # a worker from before records were serialized once (comparing against an older commit)
+                from reviews_mtl.contracts import EnrichedRecord
+
+                patches.enter_context(_patched(EnrichedRecord, "to_bytes", clock, "serialize"))
         thread = threading.Thread(target=run, name="bench-in-process-worker", daemon=True)
         thread.start()
         deadline = time.monotonic() + timeout_s
@@ -241,7 +265,11 @@ def drain_in_process(
         raise BenchError(f"in-process worker failed: {errors[0]!r}") from errors[0]
     if process.http is not None:
         process.http.shutdown()
-    return Drain(int(state["handled"]), state["last"] - state["first"], int(state["batches"]), snapshot, _rss_mb())
+    redis1 = _redis_cpu_s(store_client)
+    redis_cpu = redis1 - state["redis0"] if redis1 is not None and state.get("redis0") is not None else None
+    return Drain(int(state["handled"]), state["last"] - state["first"], int(state["batches"]), snapshot, _rss_mb(),
+                 process_cpu_s=state["cpu1"] - state["cpu0"], worker_thread_cpu_s=state["thread1"] - state["thread0"],
+                 redis_cpu_s=redis_cpu)
 
 
 def profile_worker(

@@ -92,5 +92,8 @@ def test_bench_ceiling_runs_the_service_with_the_constant_cost_predictor(
                            "commit"}
     assert phases["tokenize"] > 0 and phases["redis_script"] > 0 and phases["commit"] > 0
     assert result["model"]["max_length"] == ceiling["tokenizer_max_length"]
+    cpu = ceiling["cpu_us_per_review"]
+    assert cpu["worker_process"] >= cpu["worker_thread"] > 0 and cpu["redis"] > 0
+    assert ceiling["worker_and_redis_reviews_per_2_cores_s"] > 0
     assert result["targets"]["ceiling_reviews_per_s"]["target"] == 10_000
     assert "Pipeline ceiling" in render(result)
