@@ -48,6 +48,8 @@ def test_bench_quick_end_to_end(
         latency_warmup=32,
         seed_reviews=32,
         phases_reviews=200,
+        ceiling_reviews=400,
+        ceiling_redis_reviews=2000,
         log_dir=tmp_path / "logs",
     )
     result = run_bench(config)
@@ -69,7 +71,8 @@ def test_bench_quick_end_to_end(
     assert loaded["seed_setup"]["batch_size"] == 16 and loaded["seed_setup"]["padded_length"] == 128
     assert loaded["phases"]["reviews"] == 200
     assert set(loaded["targets"]) >= {"e2e_over_model_only", "e2e_over_seed", "e2e_latency_p99_s_at_50pct"}
-    assert {p.name for p in plots} == {"throughput_vs_batch.png", "latency_vs_load.png"}
+    assert {p.name for p in plots} == {"throughput_vs_batch.png", "latency_vs_load.png", "phases.png"}
+    assert loaded["ceiling_reviews_per_s"] > 0
     assert "Headline" in render(result)
 
 
