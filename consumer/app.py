@@ -140,6 +140,8 @@ def build_worker(
             latency_target_s=settings.latency_target_ms / 1000.0, max_records=settings.batch_max_records,
             deep_max_records=max(settings.batch_max_records, settings.batch_deep_max_records),
             max_wait_s=settings.batch_max_wait_ms / 1000.0,
+            # A SIGTERM finishes the batch in hand: half the drain bound for it, the rest for the commit and leaving.
+            max_batch_s=settings.drain_timeout_s / 2,
         ) if settings.batch_adaptive else None,
     )
     processor = BatchProcessor(predictor, store, dead_letter_max_value_bytes=settings.dlq_max_value_bytes)

@@ -6,7 +6,8 @@ wait out the whole window.
 target instead: a batch holds what the target allows (a review may wait for the batch in progress and then for its
 own, so each gets half the target), waits for more only while the budget has time left and more keeps coming
 (a short probe that finds nothing closes the batch), and grows (up to ``deep_max_records``) while the queue stays
-deeper than a batch, which clears a backlog with fewer, cheaper-per-review batches.
+deeper than a batch, which clears a backlog with fewer, cheaper-per-review batches; never past what ``max_batch_s``
+allows at the current cost per review (the batch in hand must end within the drain bound).
 
 The clock and the source are injected so tests are deterministic.
 """
@@ -80,6 +81,9 @@ class AdaptivePolicy:
     max_records: int  # the largest batch while the queue is shallow
     deep_max_records: int  # the largest batch while the queue stays deeper than a batch
     max_wait_s: float  # the longest wait for a batch (an idle worker still returns to its loop this often)
+    # The longest a batch may take to process at the current cost: the batch in hand when a stop comes must end within
+    # the drain bound, however slow the model (None: no bound of time).
+    max_batch_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.latency_target_s <= 0 or self.max_wait_s <= 0:
@@ -116,6 +120,8 @@ class AdaptiveBatcher(MicroBatcher):
             return p.max_records, p.max_wait_s
         fits = max(1, min(p.max_records, int(budget / self.per_record_s)))
         cap = min(p.deep_max_records, max(2 * self.cap, fits)) if self.deep else fits
+        if p.max_batch_s is not None:
+            cap = max(1, min(cap, int(p.max_batch_s / self.per_record_s)))
         linger = min(p.max_wait_s, max(0.0, budget - self.per_record_s * cap))
         return cap, linger
 

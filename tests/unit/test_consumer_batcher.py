@@ -151,6 +151,19 @@ def test_adaptive_batch_grows_while_the_queue_is_deep_and_shrinks_after() -> Non
     assert batcher.plan()[0] == 100 and not batcher.deep
 
 
+def test_adaptive_batch_never_grows_past_the_time_a_batch_may_take() -> None:
+    # A slow model (25 ms a review) and a deep queue: growing would make the batch in hand outlast the drain bound.
+    clock = FakeClock()
+    source = ScriptedSource(clock, [list(range(5000))], step_s=0.001)
+    policy = AdaptivePolicy(latency_target_s=1.0, max_records=64, deep_max_records=1024, max_wait_s=0.05,
+                            max_batch_s=5.0)
+    batcher = AdaptiveBatcher(source, policy, clock)  # type: ignore[arg-type]
+    batcher.observe(64, 64 * 0.025)
+    sizes = [len(batcher.next_batch()) for _ in range(5)]
+    assert sizes == [20, 40, 80, 160, 200]  # half the 1 s target holds 20; doubling stops at 5 s ÷ 25 ms
+    assert batcher.plan()[0] * 0.025 <= 5.0
+
+
 def test_adaptive_batcher_without_a_cost_yet_uses_the_fixed_bounds_and_idles_out() -> None:
     clock = FakeClock()
     source = ScriptedSource(clock, [], step_s=1.0)
