@@ -18,14 +18,14 @@ def main() -> int:
     import argparse
 
     from consumer.cli import add_arguments, run
-    from reviews_mtl.cli import configure_logging
+    from reviews_mtl.cli import configure_logging, run_handler
 
     parser = argparse.ArgumentParser(prog="python -m consumer", description=__doc__)
     add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args()
     configure_logging(args.verbose)
-    return run(args)
+    return run_handler(run, args)  # any error is one line (the traceback with -v), as for reviews-mtl
 
 
 if __name__ == "__main__":

@@ -8,20 +8,28 @@ import socket
 import uuid
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
+import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from consumer.batcher import AdaptivePolicy
 from consumer.http import serve
+from consumer.live_quality import LiveQuality
 from consumer.metrics import WorkerMetrics
+from consumer.model_reload import Fingerprint, ModelReloader, fingerprint
 from consumer.output import KafkaOutput
 from consumer.processing import BatchProcessor, Predictor
-from consumer.worker import Worker, WorkerOptions
+from consumer.shadow import ShadowProcessor
+from consumer.worker import BetweenBatches, Processes, Worker, WorkerOptions
 from reviews_mtl.aggregates.durability import DurabilityWait, read_durability
+from reviews_mtl.aggregates.prefixes import record_model
 from reviews_mtl.aggregates.store import AggregateStore
 from reviews_mtl.kafka import make_consumer, make_producer, topic_id
+from reviews_mtl.model.artifact import prediction_reference
 from reviews_mtl.settings import (
+    AnalyticsSettings,
     ConsumerSettings,
     KafkaSettings,
     ProducerSettings,
@@ -37,6 +45,7 @@ class WorkerProcess:
     worker: Worker
     http: ThreadingHTTPServer | None
     registry: CollectorRegistry
+    reloader: ModelReloader | None = None
 
 
 def transactional_id(settings: ConsumerSettings, replica: int | None) -> str:
@@ -74,12 +83,53 @@ def coarse_reason(reason: str) -> str:
     return f"{system} unavailable" if system in ("redis", "kafka") else "degraded"
 
 
-def load_model(settings: ConsumerSettings) -> Predictor:
+def load_model(settings: ConsumerSettings, directory: Path | None = None) -> Predictor:
+    """The model at ``directory`` (default: ``settings.model_dir``) with the worker's runtime and batch size."""
     from reviews_mtl.model.runtime import load_predictor
 
     batch_size = settings.inference_batch_size or settings.batch_max_records
-    return load_predictor(settings.model_dir, runtime=settings.runtime,
+    return load_predictor(directory if directory is not None else settings.model_dir, runtime=settings.runtime,
                           intra_op_threads=settings.intra_op_threads, batch_size=batch_size)
+
+
+def current_artifact(settings: ConsumerSettings) -> Fingerprint | None:
+    """The artifact ``--model PATH`` names now (a link resolved), or None when it is not there (the load says why)."""
+    try:
+        return fingerprint(settings.model_dir)
+    except OSError:
+        return None
+
+
+class ModelNote:
+    """Notes in Redis which model writes under the prefix (``aggregates prefixes``), once Redis answers."""
+
+    def __init__(self, store: AggregateStore, predictor: Predictor) -> None:
+        self.store = store
+        self.pending: Predictor | None = predictor
+
+    def __call__(self, handled: int = 0) -> None:
+        p = self.pending
+        if p is None:
+            return
+        try:
+            record_model(self.store.client, self.store.prefix, p.model_name, p.model_version, p.runtime)
+            self.pending = None
+        except redis.RedisError as exc:  # only a note: the worker's own loop deals with Redis being away
+            log.debug("model note not written yet: %s", exc)
+
+
+def chain(*hooks: BetweenBatches | None) -> BetweenBatches | None:
+    present = [h for h in hooks if h is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return present[0]
+
+    def run_all(handled: int) -> None:
+        for hook in present:
+            hook(handled)
+
+    return run_all
 
 
 def build_worker(
@@ -91,11 +141,19 @@ def build_worker(
     predictor: Predictor | None = None,
     replica: int | None = None,
     registry: CollectorRegistry | None = None,
+    between_batches: BetweenBatches | None = None,
 ) -> WorkerProcess:
+    """One worker from settings. ``between_batches`` runs after each loop turn, after the hot-reload check."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = WorkerMetrics.create(registry)
-    predictor = predictor if predictor is not None else load_model(settings)
-    store = AggregateStore.from_settings(redis_settings)
+    # The artifact is fingerprinted before it loads, and loaded from the resolved directory: a link moved while
+    # it loads is seen as a change at the first check.
+    artifact = current_artifact(settings)
+    if predictor is None:
+        predictor = load_model(settings, artifact.directory if artifact is not None else None)
+    shadow = load_model(settings, settings.shadow_model_dir) if settings.shadow_model_dir is not None else None
+    analytics = AnalyticsSettings()
+    store = AggregateStore.from_settings(redis_settings, analytics)
 
     def on_stats(stats_json: str) -> None:
         metrics.observe_stats(stats_json, topics.input)
@@ -127,7 +185,8 @@ def build_worker(
         return make_producer(kafka, ProducerSettings(linger_ms=2), **extra)
 
     output = KafkaOutput(new_producer, consumer, enriched_topic=topics.enriched, dlq_topic=topics.dlq,
-                         transactional=settings.transactions)
+                         alerts_topic=topics.alerts, transactional=settings.transactions,
+                         shadow_topic=topics.enriched_shadow if shadow is not None else None)
     options = WorkerOptions(
         input_topic=topics.input,
         batch_max_records=settings.batch_max_records,
@@ -145,9 +204,25 @@ def build_worker(
         ) if settings.batch_adaptive else None,
     )
     processor = BatchProcessor(predictor, store, dead_letter_max_value_bytes=settings.dlq_max_value_bytes)
-    worker = Worker(consumer, output, processor, metrics, options,
+    live_quality = LiveQuality(metrics, analytics.quality_window, prediction_reference(settings.model_dir))
+    note = ModelNote(store, predictor)
+
+    def switch(new: Predictor, directory: Path) -> None:
+        processor.predictor = new  # between two batches: the worker's loop is not in process()
+        note.pending = new
+        live_quality.reference = prediction_reference(directory)  # drift is judged against the new model's mix
+
+    reloader = ModelReloader(
+        settings.model_dir, lambda directory: load_model(settings, directory), switch, metrics.model, predictor,
+        artifact, interval_s=settings.model_check_interval_s,
+    )
+    live: BatchProcessor | Processes = processor
+    if shadow is not None:
+        live = ShadowProcessor(processor, shadow, metrics.shadow, settings.shadow_share)
+    worker = Worker(consumer, output, live, metrics, options,
                     topic_id_of=lambda topic: topic_id(kafka, topic),
-                    prepare=lambda: prepare_redis(store, redis_settings, metrics))
+                    prepare=lambda: prepare_redis(store, redis_settings, metrics), live_quality=live_quality,
+                    between_batches=chain(reloader.between_batches, note, between_batches))
 
     stall_s = settings.max_poll_interval_ms / 1000.0
 
@@ -172,4 +247,4 @@ def build_worker(
         port = settings.metrics_port + (replica or 0) if settings.metrics_port else 0
         http = serve(registry, port, healthz, readyz, host=settings.metrics_host)
         log.info("metrics on :%d/metrics", http.server_port)
-    return WorkerProcess(worker, http, registry)
+    return WorkerProcess(worker, http, registry, reloader)

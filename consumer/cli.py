@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any, get_args
 
 from reviews_mtl.cli_args import port_number
@@ -25,6 +26,9 @@ _CONSUMER_FLAGS = {
     "threads": "intra_op_threads",
     "drain_timeout_s": "drain_timeout_s",
     "inference_batch_size": "inference_batch_size",
+    "model_check_interval_s": "model_check_interval_s",
+    "shadow_model": "shadow_model_dir",
+    "shadow_share": "shadow_share",
 }
 
 
@@ -45,7 +49,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_kafka_args(p)
     add_redis_args(p)
-    p.add_argument("--model", help="model artifact directory (env REVIEWS_CONSUMER_MODEL_DIR)")
+    p.add_argument("--model", help="model artifact directory, or a link to one (models/current -> models/v7): "
+                   "a new artifact there is loaded and switched to between two batches, no restart "
+                   "(env REVIEWS_CONSUMER_MODEL_DIR)")
+    p.add_argument("--model-check-interval-s", type=float,
+                   help="look for a new artifact at --model at most this often, 0 = only on SIGHUP "
+                   "(env REVIEWS_CONSUMER_MODEL_CHECK_INTERVAL_S, default 10)")
+    p.add_argument("--shadow-model", help="a candidate artifact run on the same batches; its predictions go to the "
+                   "shadow topic (REVIEWS_TOPIC_ENRICHED_SHADOW), never to the aggregates "
+                   "(env REVIEWS_CONSUMER_SHADOW_MODEL_DIR)")
+    p.add_argument("--shadow-share", type=float,
+                   help="share of the batches the shadow model sees, in (0, 1] (env REVIEWS_CONSUMER_SHADOW_SHARE)")
     p.add_argument("--runtime", choices=get_args(RuntimeKind),
                    help="model runtime (env REVIEWS_CONSUMER_RUNTIME; default auto: torch on CUDA, else int8)")
     p.add_argument("--replicas", type=int, help="worker processes in this group (env REVIEWS_CONSUMER_REPLICAS)")
@@ -113,7 +127,10 @@ def child_environment(args: argparse.Namespace) -> dict[str, str]:
     return {"REDIS_URL": args.redis_url} if args.redis_url else {}
 
 
-def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | None) -> int:
+def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | None,
+            between_batches: Callable[[int], None] | None = None,
+            on_built: Callable[[Any], None] | None = None) -> int:
+    """Build one worker and run it until a signal; ``between_batches`` and ``on_built`` serve ``backfill``."""
     from consumer.app import WorkerProcess, build_worker
 
     built: list[WorkerProcess] = []
@@ -131,29 +148,51 @@ def run_one(consumer: Any, kafka: Any, redis: Any, topics: Any, replica: int | N
         timer.daemon = True
         timer.start()
 
-    # Signals are taken by a thread of their own, not by a handler of the main thread: that one may sit for seconds
-    # inside a librdkafka call, and the drain bound counts from the signal. Blocked before any client starts, so
-    # librdkafka's threads inherit the mask. Before the model loads: a replica scaled down while starting must
-    # still exit cleanly.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    def on_hangup() -> None:
+        if built and built[0].reloader is not None:
+            built[0].reloader.request_check()
+
+    # Signals are acted on by a thread of their own, not by a handler of the main thread: that one may sit for
+    # seconds inside a librdkafka call, and the drain bound counts from the signal. The C-level handler writes the
+    # signal number to a pipe whatever thread receives it (set_wakeup_fd); the watcher reads it at once. Before the
+    # model loads: a replica scaled down while starting must still exit cleanly, and a SIGHUP (look for a new model
+    # now) must not end it.
+    readable, writable = os.pipe()
+    os.set_blocking(writable, False)
+    signal.set_wakeup_fd(writable)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda s, f: None)  # the Python-level handler has nothing left to do
 
     def wait_for_signals() -> None:
         while True:
-            on_signal(signal.sigwait({signal.SIGTERM, signal.SIGINT}))
+            for signum in os.read(readable, 16):
+                if signum == signal.SIGHUP:
+                    on_hangup()
+                elif signum in (signal.SIGTERM, signal.SIGINT):
+                    on_signal(signum)
 
     threading.Thread(target=wait_for_signals, name="signals", daemon=True).start()
     from confluent_kafka import KafkaException
 
     from consumer.app import RedisNotDurable
     from consumer.output import OutputError
+    from reviews_mtl.kafka import KafkaSetupError, create_topic
     from reviews_mtl.model.artifact import ArtifactError
 
     try:
-        process = build_worker(consumer, kafka, topics, redis, replica=replica)
+        process = build_worker(consumer, kafka, topics, redis, replica=replica, between_batches=between_batches)
     except ArtifactError as exc:
         log.error("cannot load the model: %s (train one with `reviews-mtl train`, or pass --model DIR)", exc)
         return 2
     built.append(process)
+    if on_built is not None:
+        on_built(process)
+    if consumer.shadow_model_dir is not None:
+        try:  # a transaction producing to a missing topic would abort every batch
+            create_topic(kafka, topics.enriched_shadow, topics.partitions, topics.replication_factor)
+        except KafkaSetupError as exc:
+            log.error("cannot create the shadow topic %s: %s", topics.enriched_shadow, exc)
+            return 1
     if stop_requested.is_set():
         process.worker.request_stop()
     try:

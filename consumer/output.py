@@ -1,6 +1,6 @@
 """Publish one processed batch and commit its input offsets.
 
-Transactional (default): enriched records, dead letters and the consumed offsets go out in ONE Kafka
+Transactional (default): enriched records, dead letters, alerts and the consumed offsets go out in ONE Kafka
 transaction, so a reader with ``isolation.level=read_committed`` sees each batch once or not at all.
 Non-transactional: produce, wait for every delivery report, then commit offsets synchronously: at least
 once, and a replay may repeat records on the output topic (each carries ``review_id`` for dedupe).
@@ -61,8 +61,10 @@ class KafkaOutput:
         enriched_topic: str,
         dlq_topic: str,
         transactional: bool,
+        alerts_topic: str = "reviews.alerts",
         timeout_s: float = 30.0,
         call_timeout_s: float = 5.0,
+        shadow_topic: str | None = None,
     ) -> None:
         self.producer_factory = producer_factory
         self.producer = producer_factory()
@@ -70,6 +72,8 @@ class KafkaOutput:
         self.consumer = consumer
         self.enriched_topic = enriched_topic
         self.dlq_topic = dlq_topic
+        self.alerts_topic = alerts_topic
+        self.shadow_topic = shadow_topic
         self.transactional = transactional
         self.timeout_s = timeout_s
         # Each blocking call of a batch's transaction (offsets, commit, abort) returns within this, as a retriable
@@ -97,6 +101,13 @@ class KafkaOutput:
     def abort(self) -> None:
         """Abort an open transaction (after a failure that requires it); idempotent."""
         self._abort(self.call_timeout_s)
+
+    def forget_transaction(self) -> None:
+        """Leave an open transaction to the broker (it aborts it after ``transaction.timeout.ms``): for a worker
+        that stops while the coordinator is away, where an abort could block as long."""
+        if self._in_transaction:
+            log.info("leaving the open transaction to the broker, which aborts it")
+        self._in_transaction = False
 
     def _abort(self, timeout_s: float) -> None:
         if self.transactional and self._in_transaction:
@@ -128,7 +139,7 @@ class KafkaOutput:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         if self._in_transaction:
             try:
-                self._abort(timeout)
+                self._abort(min(timeout, self.call_timeout_s))
             except OutputError as exc:
                 log.warning("could not abort the open transaction on close: %s", exc)
         self.producer.flush(timeout)
@@ -140,7 +151,11 @@ class KafkaOutput:
         # record failed, so a Python call per record would only repeat what the commit reports.
         callback = None if self.transactional else self._on_delivery
         produce = self.producer.produce
-        for topic, records in ((self.enriched_topic, out.enriched), (self.dlq_topic, out.dead_letters)):
+        groups = [(self.enriched_topic, out.enriched), (self.dlq_topic, out.dead_letters),
+                  (self.alerts_topic, out.alerts)]
+        if self.shadow_topic is not None:
+            groups.append((self.shadow_topic, out.shadow))
+        for topic, records in groups:
             for rec in records:
                 try:
                     produce(topic, value=rec.value, key=rec.key, headers=rec.headers, on_delivery=callback)

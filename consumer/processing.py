@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from consumer.records import enriched_bytes
+from consumer.live_quality import Observed
+from consumer.records import record_bytes
 from reviews_mtl.aggregates.keys import review_state_address
 from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, LastAppliedBatch, PartitionBatch, Violation
 from reviews_mtl.contracts import (
@@ -27,12 +28,14 @@ from reviews_mtl.contracts import (
     DeadLetter,
     DecodeFailure,
     DecodeReason,
+    EnrichedRecord,
     Prediction,
     Retraction,
     RetractionRecord,
     Review,
     SourceCoordinates,
     decode_review,
+    published_rating,
 )
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ class AggregateSink(Protocol):
 
     def last_applied_batch(self, topic: str, partition: int) -> LastAppliedBatch: ...
 
-    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "") -> ApplyResult: ...
+    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "", alerts: bool = True) -> ApplyResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,14 @@ class BatchOutput:
     # aggregates): committed long ago, so skipped; by partition, for the worker's integrity alarm.
     below_watermark: dict[PartitionKey, int] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
+    # Alerts of this batch (or of the earlier attempt it replays), for the alerts topic.
+    alerts: list[OutRecord] = field(default_factory=list)
+    # What the model said of each review counted now (not replays), for the live-quality gauges.
+    observed: list[Observed] = field(default_factory=list)
     inference_s: float = 0.0
+    # A shadow model's records of this batch (``consumer.shadow``): published in the same transaction, to the
+    # shadow topic only, never applied to the aggregates.
+    shadow: list[OutRecord] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -108,8 +118,7 @@ class _Decoded:
 
     msg: InMessage
     review: Review | Retraction
-    prediction: Prediction | None = None
-    processed_at: float = 0.0
+    record: EnrichedRecord | None = None
     payload: bytes | None = None  # the record as published (enriched record or retraction record)
     replayed: bool = False
 
@@ -180,7 +189,7 @@ class BatchProcessor:
             decoded.append((msg, value) if isinstance(value, DecodeFailure) else _Decoded(msg, value))
 
         watermarks = self.store.watermarks_for(sorted(out.next_offsets))
-        decoded, carried_silent = self._reuse_applied(decoded, watermarks, out)
+        decoded, carried_silent, carried_alerts = self._reuse_applied(decoded, watermarks, out)
         if out.violations:
             return out
         valid = [d for d in decoded if isinstance(d, _Decoded)]
@@ -208,10 +217,14 @@ class BatchProcessor:
                 part.records.append(self._applied(d))
         for tp, addresses in carried_silent.items():
             parts[tp].carried_silent.update(addresses)
+        for tp, alerts in carried_alerts.items():
+            parts[tp].carried_alerts.extend(alerts)
         result = self.store.apply_batch(list(parts.values()))
         if result.violations:
             out.violations = list(result.violations)
             return out
+        out.alerts = [_alert_record(a) for alerts in carried_alerts.values() for a in alerts]
+        out.alerts += [_alert_record(a) for a in result.alerts]
         out.edits, out.deletes = result.edits, result.deletes
         silent = {tp: set(offsets) for tp, offsets in result.silent.items()}
         for d in final:
@@ -225,6 +238,10 @@ class BatchProcessor:
                 out.enriched.append(OutRecord(d.review.product_id.encode("utf-8"), d.payload))
                 if d.review.timestamp is not None and not d.replayed:
                     out.event_times.append(d.review.timestamp)
+                if d.record is not None:
+                    rec = d.record
+                    out.observed.append(Observed(rec.true_rating, rec.rating, rec.sentiment.label,
+                                                 tuple(rec.aspects_detected), rec.stars))
         return out
 
     def check(self, partitions: Sequence[PartitionKey], starts: Mapping[PartitionKey, int],
@@ -239,11 +256,13 @@ class BatchProcessor:
         decoded: list[_Decoded | tuple[InMessage, DecodeFailure]],
         watermarks: Mapping[PartitionKey, int],
         out: BatchOutput,
-    ) -> tuple[list[_Decoded | tuple[InMessage, DecodeFailure]], dict[PartitionKey, dict[int, str]]]:
+    ) -> tuple[list[_Decoded | tuple[InMessage, DecodeFailure]], dict[PartitionKey, dict[int, str]],
+               dict[PartitionKey, list[bytes]]]:
         """Messages at or below the watermark: take those of the last applied batch from Redis's copy (checked:
-        the same review at the same offset), drop older ones. Returns the messages to go on with and the re-sends
-        to carry into the new copy; fills ``out.violations`` on a mismatch."""
+        the same review at the same offset), drop older ones. Returns the messages to go on with, and the re-sends
+        and alerts to carry into the new copy; fills ``out.violations`` on a mismatch."""
         carried_silent: dict[PartitionKey, dict[int, str]] = {}
+        carried_alerts: dict[PartitionKey, list[bytes]] = {}
         copies: dict[PartitionKey, LastAppliedBatch] = {}
         kept: list[_Decoded | tuple[InMessage, DecodeFailure]] = []
         mismatched: dict[PartitionKey, str] = {}
@@ -263,6 +282,8 @@ class BatchProcessor:
             if problem is not None:
                 mismatched.setdefault(tp, f"offset {msg.offset}: {problem}")
                 continue
+            if copy.alerts and tp not in carried_alerts:
+                carried_alerts[tp] = list(copy.alerts)
             if isinstance(d, _Decoded) and msg.offset in copy.failed:
                 # The worker failed on it the first time: dead-lettered with that reason, again, not predicted now.
                 d = (msg, DecodeFailure(DecodeReason.INTERNAL_ERROR, copy.failed[msg.offset], msg.value))
@@ -276,7 +297,7 @@ class BatchProcessor:
                 out.replayed += 1
             kept.append(d)
         out.violations = [Violation(t, p, "identity", detail) for (t, p), detail in sorted(mismatched.items())]
-        return kept, carried_silent
+        return kept, carried_silent, carried_alerts
 
     def _predict(self, valid: list[_Decoded], out: BatchOutput) -> list[tuple[_Decoded, DecodeFailure]]:
         """Predict the new reviews and build every new record; returns the messages that broke the model or the
@@ -303,10 +324,10 @@ class BatchProcessor:
             if pred is None:
                 continue
             try:
-                v.payload = self._record_bytes(v, pred, now, per_review_ms)
-                v.prediction, v.processed_at = pred, now
+                v.record = self._record(v, pred, now, per_review_ms)
+                v.payload = record_bytes(v.record)  # serialized once (consumer.records)
             except Exception as exc:  # a record that cannot be built is a dead letter
-                v.prediction = None
+                v.record = None
                 broken.append((v, _internal_error("building the enriched record", exc, v.msg.value)))
         return broken
 
@@ -325,29 +346,55 @@ class BatchProcessor:
             return AppliedRecord(offset=v.msg.offset, review_id=r.review_id, product_id=r.product_id, sentiment="",
                                  rating=0.0, aspects=(), seen_at=r.timestamp or 0.0, enriched=v.payload,
                                  version=r.version, event_time=r.timestamp, delete=True)
-        pred = v.prediction
-        assert pred is not None and isinstance(r, Review)
+        rec = v.record
+        assert rec is not None
         return AppliedRecord(
             offset=v.msg.offset,
-            review_id=r.review_id,
-            product_id=r.product_id,
-            sentiment=pred.sentiment.label,
-            rating=pred.rating,
-            aspects=pred.aspects_detected,
-            seen_at=r.timestamp if r.timestamp is not None else v.processed_at,
+            review_id=rec.review_id,
+            product_id=rec.product_id,
+            sentiment=rec.sentiment.label,
+            rating=rec.rating,
+            aspects=rec.aspects_detected,
+            seen_at=rec.timestamp if rec.timestamp is not None else rec.processed_at,
             enriched=v.payload,
-            version=r.version,
-            event_time=r.timestamp,
+            version=rec.version,
+            event_time=rec.timestamp,
+            true_rating=rec.true_rating,
+            model_version=rec.model_version,
+            text=r.text,
+            predicted_at=rec.processed_at,
+            stars=rec.stars,
         )
 
-    def _record_bytes(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> bytes:
-        """The enriched record as published (:mod:`consumer.records`: serialized once, no pydantic object)."""
-        return enriched_bytes(
-            cast(Review, v.review), pred, model_name=self.predictor.model_name,
-            model_version=self.predictor.model_version, model_runtime=self.predictor.runtime,
-            processed_at=now, processing_ms=per_review_ms, topic=v.msg.topic, partition=v.msg.partition,
-            offset=v.msg.offset,
+    def _record(self, v: _Decoded, pred: Prediction, now: float, per_review_ms: float) -> EnrichedRecord:
+        r = cast(Review, v.review)
+        return EnrichedRecord.model_construct(
+            schema_version=1,
+            review_id=r.review_id,
+            product_id=r.product_id,
+            true_rating=r.rating,
+            category=r.category,
+            timestamp=r.timestamp,
+            sentiment=pred.sentiment,
+            rating=published_rating(pred.rating),
+            stars=pred.stars,
+            aspects=pred.aspects,
+            aspects_detected=pred.aspects_detected,
+            model_name=self.predictor.model_name,
+            model_version=self.predictor.model_version,
+            model_runtime=self.predictor.runtime,
+            processed_at=now,
+            processing_ms=per_review_ms,
+            source=SourceCoordinates.model_construct(topic=v.msg.topic, partition=v.msg.partition,
+                                                     offset=v.msg.offset),
+            version=r.version,
         )
+
+
+def _alert_record(body: bytes) -> OutRecord:
+    """An alert for the alerts topic, keyed by its product like everything else."""
+    product = json.loads(body).get("product_id", "")
+    return OutRecord(str(product).encode("utf-8"), body)
 
 
 def _retraction_record(v: _Decoded, now: float) -> RetractionRecord:

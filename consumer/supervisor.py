@@ -1,8 +1,8 @@
 """Run N worker processes in one consumer group and keep them running.
 
 A worker that dies unexpectedly (a crash, SIGKILL) is restarted after a short backoff; SIGTERM or
-SIGINT is forwarded to every worker, which drains and exits. Running the ``consume`` command N times
-gives the same group; this is only a convenience for one machine.
+SIGINT is forwarded to every worker, which drains and exits; SIGHUP too (each looks for a new model artifact).
+Running the ``consume`` command N times gives the same group; this is only a convenience for one machine.
 """
 
 from __future__ import annotations
@@ -47,9 +47,16 @@ class Supervisor:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
+    def _forward_hangup(self, signum: int, frame: FrameType | None) -> None:
+        # SIGHUP: every replica looks for a new model artifact at its next batch boundary.
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGHUP)
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._forward)
         signal.signal(signal.SIGINT, self._forward)
+        signal.signal(signal.SIGHUP, self._forward_hangup)
         for i in range(self.replicas):
             self._spawn(i)
         while not self.stopping:

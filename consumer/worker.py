@@ -18,19 +18,22 @@ it and callbacks run) with capped exponential backoff; it never commits past una
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer.batcher import AdaptiveBatcher, AdaptivePolicy, MicroBatcher
+from consumer.live_quality import LiveQuality
 from consumer.metrics import WorkerMetrics
 from consumer.output import KafkaOutput, OutputError
-from consumer.processing import BatchOutput, BatchProcessor, InMessage, PartitionKey
+from consumer.processing import BatchOutput, BatchProcessor, InMessage, PartitionKey, Predictor
 from reviews_mtl.aggregates.store import Violation
 
 log = logging.getLogger(__name__)
@@ -63,17 +66,37 @@ _REPAIR = {
 }
 
 
+class Processes(Protocol):
+    """What the loop needs of a processor: ``BatchProcessor``, or one wrapped (``consumer.shadow``)."""
+
+    @property
+    def predictor(self) -> Predictor: ...
+
+    def process(self, messages: Sequence[InMessage], starts: Mapping[PartitionKey, int] | None = None,
+                topic_ids: Mapping[str, str] | None = None) -> BatchOutput: ...
+
+    def check(self, partitions: Sequence[PartitionKey], starts: Mapping[PartitionKey, int],
+              topic_ids: Mapping[str, str]) -> list[Violation]: ...
+
+
+# Called after every loop turn with the number of messages it handled (0 when the poll was empty): the one
+# place between two batches (hot reload, a backfill's rate bound and progress).
+BetweenBatches = Callable[[int], None]
+
+
 class Worker:
     def __init__(
         self,
         consumer: Consumer,
         output: KafkaOutput,
-        processor: BatchProcessor,
+        processor: BatchProcessor | Processes,
         metrics: WorkerMetrics,
         options: WorkerOptions,
         clock: Callable[[], float] = time.monotonic,
         topic_id_of: Callable[[str], str] = lambda topic: "",
         prepare: Callable[[], None] | None = None,
+        live_quality: LiveQuality | None = None,
+        between_batches: BetweenBatches | None = None,
     ) -> None:
         self.consumer = consumer
         self.output = output
@@ -81,6 +104,7 @@ class Worker:
         self.metrics = metrics
         self.options = options
         self.clock = clock
+        self.between_batches = between_batches
         self.batcher = AdaptiveBatcher(consumer, options.adaptive, clock) if options.adaptive is not None else \
             MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock,
                          idle_close_s=options.batch_idle_close_s)
@@ -105,6 +129,7 @@ class Worker:
         self.topic_id_of = topic_id_of
         # Once, before the first batch (e.g. judge Redis's durability); retried while Redis is away.
         self.prepare = prepare
+        self.live_quality = live_quality
         self.positions: dict[PartitionKey, int] = {}
         self.unchecked: set[PartitionKey] = set()
         self.set_aside: dict[PartitionKey, Violation] = {}
@@ -145,6 +170,8 @@ class Worker:
                 messages = self._collect()
                 if messages:
                     self._handle(messages)
+                if self.between_batches is not None:
+                    self.between_batches(len(messages))
         finally:
             self._close()
 
@@ -296,6 +323,10 @@ class Worker:
         self.metrics.resends.inc(out.resends)
         self.metrics.edits.inc(out.edits)
         self.metrics.deletes.inc(out.deletes)
+        for alert in out.alerts:
+            self.metrics.alerts.labels(_alert_kind(alert.value)).inc()
+        if self.live_quality is not None:
+            self.live_quality.observe(self.processor.predictor.model_version, out.observed)
         for reason in out.dead_letter_reasons:
             self.metrics.dead_letters.labels(reason).inc()
         if out.inference_s:
@@ -332,17 +363,19 @@ class Worker:
             except OutputError as exc:
                 self.metrics.commit_errors.inc()
                 self._degraded(f"kafka: {exc}")
+                if self.stopping:
+                    # Draining while Kafka fails: give the batch up (Redis has it; whoever reads the partition next
+                    # replays it from Redis's copy) rather than outlive the drain bound. The open transaction is
+                    # left to the broker, which aborts it after transaction.timeout.ms: with the coordinator away,
+                    # librdkafka's abort can block that long itself.
+                    self.output.forget_transaction()
+                    return False
                 if exc.fatal:
                     self._replace_producer(messages, exc)
                     return False
                 if exc.abort:
                     self._abort(messages)
                     self.metrics.aborted_transactions.inc()
-                    return False
-                if self.stopping:
-                    # Draining while Kafka is away: give the batch up (Redis has it; whoever reads the partition
-                    # next replays it from Redis's copy) rather than outlive the drain bound.
-                    self._abort_quietly()
                     return False
                 if self._wait(messages, backoff) != messages:
                     # A partition was revoked while the commit was pending: this transaction can no
@@ -362,12 +395,6 @@ class Worker:
             self._replace_producer(messages, exc)
             return
         self._rewind(messages)
-
-    def _abort_quietly(self) -> None:
-        try:
-            self.output.abort()
-        except OutputError as exc:
-            log.info("could not abort the open transaction while stopping (%s): the broker aborts it", exc)
 
     def _replace_producer(self, messages: list[InMessage], cause: OutputError) -> None:
         """A new producer under the same transactional id (its epoch fences the old one), then a replay from
@@ -525,6 +552,14 @@ class Worker:
         if self.degraded_reason is not None:
             log.info("recovered from: %s", self.degraded_reason)
             self.degraded_reason = None
+
+
+def _alert_kind(value: bytes | None) -> str:
+    """The alert's kind, with the aspect left out (labels stay few): negative_share or complaints."""
+    try:
+        return str(json.loads(value or b"{}").get("kind", "unknown")).split(":", 1)[0]
+    except ValueError:
+        return "unknown"
 
 
 def _fmt(partitions: list[TopicPartition]) -> str:

@@ -22,9 +22,12 @@ from reviews_mtl.terminal import one_line
 _COMMAND_GROUPS: tuple[str, ...] = (
     "reviews_mtl.stack.cli",
     "reviews_mtl.training.cli",
+    "reviews_mtl.eda",
     "producer.cli",
     "consumer.cli",
+    "consumer.backfill_cli",
     "reviews_mtl.aggregates.cli",
+    "reviews_mtl.aggregates.analytics_cli",
     "reviews_mtl.dlq.cli",
     "reviews_mtl.serving.cli",
     "reviews_mtl.bench.cli",
@@ -93,7 +96,7 @@ def _report(exc: Exception, *, verbose: bool) -> int:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        message = f"invalid setting {where}: {first['msg']}"
+        message = f"invalid setting {where}: {first['msg']}" if where else f"invalid settings: {first['msg']}"
     elif str(exc) and (isinstance(exc, (ValueError, OSError)) or type(exc).__module__ != "builtins"):
         message = str(exc)  # our own errors and the libraries' say what went wrong in their message
     else:

@@ -63,6 +63,15 @@ def strip_control_characters(value: str) -> str:
     return value.translate(_CONTROL_CHARS) if _CONTROL_CHARS_FOUND.search(value) else value
 
 
+# A predicted rating as published and counted: four decimals are far below what a star means, and Redis keeps the
+# same number in each review's stored contribution, so an edit takes back exactly what was added.
+RATING_DECIMALS = 4
+
+
+def published_rating(rating: float) -> float:
+    return round(rating, RATING_DECIMALS)
+
+
 def model_input(title: str | None, text: str) -> str:
     """The one rule for the text the model reads, in training and in serving: ``"title. text"``, or the text alone."""
     return f"{title}. {text}" if title else text
@@ -469,6 +478,8 @@ class Prediction(BaseModel):
 
     sentiment: SentimentResult
     rating: float = Field(ge=1.0, le=5.0)
+    # The most likely star, where the model's rating head gives a star distribution (else None).
+    stars: int | None = Field(default=None, ge=1, le=5)
     aspects: dict[str, float]
     aspects_detected: list[str]
 
@@ -492,6 +503,7 @@ class EnrichedRecord(BaseModel):
     product_id: str
     sentiment: SentimentResult
     rating: float = Field(ge=1.0, le=5.0)
+    stars: int | None = Field(default=None, ge=1, le=5)  # as in Prediction
     aspects: dict[str, float]
     aspects_detected: list[str]
     true_rating: int | None = None

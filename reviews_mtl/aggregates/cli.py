@@ -1,8 +1,10 @@
-"""``reviews-mtl aggregates``: read the per-product aggregates in Redis (``show``, ``top``, ``products``),
-serve them over HTTP with a small live page (``serve``), and repair them (``rebuild``, ``reset-topic``).
+"""``reviews-mtl aggregates``: read the per-product aggregates in Redis (``show``, ``top``, ``products``, ``trend``,
+``quality``), serve them over HTTP with a small live page (``serve``), repair them (``rebuild``, ``reset-topic``),
+switch readers to another key prefix (``promote``), list the prefixes (``prefixes``) and drop an old one (``drop``).
 
-Redis comes from ``--redis-url`` or ``REDIS_URL`` (password also ``REDIS_PASSWORD``; key prefix
-``REDIS_KEY_PREFIX``). Exit codes: 0 found; 1 unknown product or Redis unreachable; 2 a bad option.
+Redis comes from ``--redis-url`` or ``REDIS_URL`` (password also ``REDIS_PASSWORD``). Readers read the prefix
+named by the pointer key ``REDIS_ACTIVE_PREFIX_KEY``, else ``REDIS_KEY_PREFIX``. Exit codes: 0 found; 1 unknown
+product or prefix, or Redis unreachable; 2 a bad option, or a refused promote/drop.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from reviews_mtl.aggregates.analytics_cli import register_analytics
 from reviews_mtl.aggregates.repair_cli import register_repair
 from reviews_mtl.cli_args import port_number
 from reviews_mtl.settings import ApiSettings
 from reviews_mtl.terminal import escape_for_terminal
 
 if TYPE_CHECKING:
+    from reviews_mtl.aggregates.prefixes import Prefixes, PrefixInfo
     from reviews_mtl.aggregates.store import AggregateStore, ProductAggregate
 
 EXIT_OK = 0
@@ -27,7 +31,8 @@ EXIT_USAGE = 2
 
 # Rankings the help text names; the full list (aspect:NAME, complaints:NAME) is checked by keys.parse_ranking.
 _BY_HELP = (
-    "negative_share | positive_share | review_count | rating_mean | aspect:NAME | complaints:NAME "
+    "negative_share | positive_share | review_count | rating_mean | recent_negative_share | aspect:NAME | "
+    "complaints:NAME | recent_complaints:NAME "
     "(NAME one of quality, price, shipping, packaging, durability, appearance, functionality, "
     "ease_of_use, customer_service, value_for_money)"
 )
@@ -77,17 +82,49 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
     serve.set_defaults(func=_serve)
 
+    register_analytics(sub)
     register_repair(sub)
 
+    promote = sub.add_parser(
+        "promote", help="switch every reader (API, page, CLI) to another key prefix, atomically",
+        description="Set the pointer key (REDIS_ACTIVE_PREFIX_KEY) to PREFIX: every reader reads it from its next "
+        "request on. Refused for a prefix with no aggregates unless --force. Roll back by promoting the old one.")
+    promote.add_argument("prefix", metavar="PREFIX")
+    promote.add_argument("--force", action="store_true", help="promote even a prefix with no aggregates yet")
+    _add_redis(promote)
+    promote.set_defaults(func=_promote)
 
-def _store(args: argparse.Namespace) -> AggregateStore:
+    prefixes = sub.add_parser("prefixes", help="the key prefixes: which one readers read, models, sizes")
+    _add_redis(prefixes)
+    prefixes.set_defaults(func=_prefixes)
+
+    drop = sub.add_parser(
+        "drop", help="delete an old key prefix (never the one readers read)",
+        description="Delete every key under PREFIX (in batches, UNLINK), except its dead-letter re-drive ledger. "
+        "Refused for the prefix readers read. Retire the workers writing it first.")
+    drop.add_argument("prefix", metavar="PREFIX")
+    drop.add_argument("--yes", action="store_true", help="required: dropping cannot be undone")
+    _add_redis(drop)
+    drop.set_defaults(func=_drop)
+
+
+def _prefixes_of(args: argparse.Namespace) -> Prefixes:
     from pydantic import SecretStr
 
-    from reviews_mtl.aggregates.store import AggregateStore
+    from reviews_mtl.aggregates.prefixes import Prefixes
+    from reviews_mtl.aggregates.store import connect
     from reviews_mtl.settings import RedisSettings
 
     settings = RedisSettings(url=SecretStr(args.redis_url)) if args.redis_url else RedisSettings()
-    return AggregateStore.from_settings(settings)
+    return Prefixes.from_settings(connect(settings), settings)
+
+
+def _store(args: argparse.Namespace) -> AggregateStore:
+    """The store at the prefix readers read now (the pointer's, else REDIS_KEY_PREFIX)."""
+    from reviews_mtl.aggregates.store import AggregateStore
+
+    prefixes = _prefixes_of(args)
+    return AggregateStore(prefixes.client, prefixes.active())
 
 
 def _unavailable(exc: Exception) -> int:
@@ -200,15 +237,90 @@ def _products(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _promote(args: argparse.Namespace) -> int:
+    import redis
+
+    from reviews_mtl.aggregates.prefixes import PrefixError
+
+    prefixes = _prefixes_of(args)
+    try:
+        previous = prefixes.promote(args.prefix, force=args.force)
+    except PrefixError as exc:
+        print(f"reviews-mtl aggregates promote: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except redis.RedisError as exc:
+        return _unavailable(exc)
+    if args.json:
+        print(json.dumps({"active": args.prefix, "previous": previous}))
+    else:
+        print(f"readers now read prefix {args.prefix} (was {previous}); roll back with "
+              f"`reviews-mtl aggregates promote {previous}`")
+    return EXIT_OK
+
+
+def render_prefixes(infos: list[PrefixInfo]) -> str:
+    lines = []
+    for info in infos:
+        mark = "*" if info.active else " "
+        models = ", ".join(f"{m.name} {m.version} ({m.runtime})" for m in info.models) or "-"
+        lines.append(f"{mark} {escape_for_terminal(info.prefix)}  products {info.products}  reviews {info.reviews}  "
+                     f"dead letters {info.dead_letters}  partitions {info.partitions}  "
+                     f"models {escape_for_terminal(models)}")
+    lines.append("(* = the prefix readers read)")
+    return "\n".join(lines)
+
+
+def _prefixes(args: argparse.Namespace) -> int:
+    import redis
+
+    try:
+        infos = _prefixes_of(args).list()
+    except redis.RedisError as exc:
+        return _unavailable(exc)
+    if args.json:
+        print(json.dumps([info.to_json() for info in infos], indent=2))
+    else:
+        print(render_prefixes(infos))
+    return EXIT_OK
+
+
+def _drop(args: argparse.Namespace) -> int:
+    import redis
+
+    from reviews_mtl.aggregates.prefixes import PrefixError
+
+    if not args.yes:
+        print("reviews-mtl aggregates drop: deleting a prefix cannot be undone: add --yes", file=sys.stderr)
+        return EXIT_USAGE
+    prefixes = _prefixes_of(args)
+    try:
+        if not prefixes.exists(args.prefix):
+            print(f"reviews-mtl aggregates drop: no prefix {escape_for_terminal(args.prefix)!r}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        deleted = prefixes.drop(args.prefix)
+    except PrefixError as exc:
+        print(f"reviews-mtl aggregates drop: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except redis.RedisError as exc:
+        return _unavailable(exc)
+    if args.json:
+        print(json.dumps({"dropped": args.prefix, "keys": deleted}))
+    else:
+        print(f"dropped prefix {args.prefix}: {deleted} keys deleted")
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from reviews_mtl.aggregates.api import create_app
+    from reviews_mtl.aggregates.store import AggregateStore
 
-    store = _store(args)
+    prefixes = _prefixes_of(args)
+    store = AggregateStore(prefixes.client, prefixes.default_prefix)
     if not store.ping():
         # Serve anyway: /healthz says 503 until Redis answers, which is what an orchestrator expects.
         print("reviews-mtl aggregates serve: Redis does not answer yet; /healthz reports 503", file=sys.stderr)
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(store, prefixes), host=args.host, port=args.port, log_level="info")
     return EXIT_OK

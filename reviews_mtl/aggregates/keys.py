@@ -26,14 +26,35 @@ key                                type    content
                                            "records": {offset: published record}, "silent": {offset: state
                                            address}}``, reused when the batch is replayed so Kafka gets what
                                            Redis counted (and checked against it: same review, same offset)
-``P:meta``                         hash    ``rebuild`` → the token of a rebuild in progress (workers wait)
+``P:meta``                         hash    ``rebuild`` → the token of a rebuild in progress (workers wait);
+                                           ``bucket_s``, ``half_life_s``: fixed by the prefix's first batch
+``P:day:{product_id}:{start}``     hash    the product's counts in the bucket starting at ``start`` (event time,
+                                           UTC): ``review_count``, ``sentiment:{label}``, ``rating_sum``,
+                                           ``aspect:{name}``, ``aspect:{name}:negative``; expires after the
+                                           retention
+``P:rank:recent_negative_share``   zset    product → half-life negative share (``decay_negative / decay_n`` of
+                                           the product hash, weights 2^((t − decay_t0) / half-life))
+``P:rank:recent_complaints:{name}`` zset   product → half-life share of negative reviews mentioning the aspect
+``P:recent:{product_id}``          list    the last reviews (JSON: id, text snippet, prediction), newest first
+``P:products``                     zset    every product id, score 0: the index of prefix search (ZRANGEBYLEX)
+``P:alerts``, ``P:alerts:{id}``    list    the latest alerts (JSON, as on the alerts topic), newest first
+``P:alerted:{id}:{kind}``          string  the cool-down of one alert kind of one product (expires)
+``P:quality:{version}:{day}``      hash    predictions, ``pred:{label}``, ``aspect:{name}``, and of reviews with
+                                           stars ``n``, ``abs_err_sum``, ``star_hits``, ``sentiment_hits``,
+                                           ``confusion:{from stars}:{predicted}``; ``P:quality:versions`` a set
 ``P:totals``                       hash    ``reviews`` (counted now), ``sentiment:{label}``, ``edits``,
                                            ``deletes``, ``resends`` (neither new nor newer), ``dead_letters`` (bad
-                                           input), ``messages`` (every input message applied, whatever it was)
+                                           input), ``messages`` (every input message applied, whatever it was),
+                                           ``alerts`` (raised)
 ``P:dlq:redriven``                 hash    ``{topic}:{partition}:{offset}`` of a dead letter's source → JSON
                                            ``{"state": "sending"|"sent", "at", "dlq", "to"}``: what
                                            ``reviews-mtl dlq redrive`` re-published, so each goes at most once
+``P:models``                       hash    JSON ``[name, version, runtime]`` → epoch seconds of first use: the
+                                           models that wrote under the prefix (``aggregates prefixes``)
 =================================  ======  =====================================================================
+
+One key outside every prefix's schema, ``REDIS_ACTIVE_PREFIX_KEY`` (default ``rmtl:active-prefix``, a string),
+names the prefix the read side reads (``reviews-mtl aggregates promote``); unset, readers read ``REDIS_KEY_PREFIX``.
 
 Aspect sentiment is the sentiment of the whole review that mentions the aspect: the model has no
 per-aspect polarity head. Rankings by share or mean are read with a minimum review count.
@@ -45,8 +66,9 @@ import hashlib
 
 from reviews_mtl.contracts import ASPECT_NAMES
 
-FIXED_RANKINGS: tuple[str, ...] = ("review_count", "negative_share", "positive_share", "rating_mean")
-ASPECT_RANKING_KINDS: tuple[str, ...] = ("aspect", "complaints")
+FIXED_RANKINGS: tuple[str, ...] = (
+    "review_count", "negative_share", "positive_share", "rating_mean", "recent_negative_share")
+ASPECT_RANKING_KINDS: tuple[str, ...] = ("aspect", "complaints", "recent_complaints")
 
 
 def product_key(prefix: str, product_id: str) -> str:
@@ -68,6 +90,30 @@ def inflight_key(prefix: str, topic: str, partition: int) -> str:
 def inflight_pattern(prefix: str, topic: str) -> str:
     """SCAN pattern of a topic's last-batch copies (topic names hold no glob characters: [a-zA-Z0-9._-])."""
     return f"{prefix}:inflight:{topic}:*"
+
+
+def day_key(prefix: str, product_id: str, bucket_start: int) -> str:
+    return f"{prefix}:day:{product_id}:{bucket_start}"
+
+
+def recent_key(prefix: str, product_id: str) -> str:
+    return f"{prefix}:recent:{product_id}"
+
+
+def alerts_key(prefix: str, product_id: str | None = None) -> str:
+    return f"{prefix}:alerts" if product_id is None else f"{prefix}:alerts:{product_id}"
+
+
+def products_index_key(prefix: str) -> str:
+    return f"{prefix}:products"
+
+
+def quality_key(prefix: str, model_version: str, day_start: int) -> str:
+    return f"{prefix}:quality:{model_version}:{day_start}"
+
+
+def quality_versions_key(prefix: str) -> str:
+    return f"{prefix}:quality:versions"
 
 
 def topic_ids_key(prefix: str) -> str:
@@ -100,6 +146,10 @@ def redriven_key(prefix: str) -> str:
     return f"{prefix}:dlq:redriven"
 
 
+def models_key(prefix: str) -> str:
+    return f"{prefix}:models"
+
+
 def source_field(topic: str, partition: int, offset: int) -> str:
     return f"{topic}:{partition}:{offset}"
 
@@ -110,8 +160,10 @@ def partition_field(topic: str, partition: int) -> str:
 
 def derived_key_patterns(prefix: str) -> tuple[str, ...]:
     """SCAN patterns of every key the workers derive from Kafka: what a rebuild deletes and recomputes (not
-    ``P:meta``, nor the re-drive ledger ``P:dlq:redriven``, which records what was sent, not what was counted)."""
+    ``P:meta``; not the alerts and their cool-downs, raised when they happened; not the re-drive ledger
+    ``P:dlq:redriven``, which records what was sent, not what was counted)."""
     return (f"{prefix}:product:*", f"{prefix}:rank:*", f"{prefix}:rev:*", f"{prefix}:inflight:*",
+            f"{prefix}:day:*", f"{prefix}:recent:*", f"{prefix}:quality:*", products_index_key(prefix),
             watermarks_key(prefix), topic_ids_key(prefix), totals_key(prefix))
 
 
@@ -129,5 +181,5 @@ def parse_ranking(by: str) -> str:
         return by
     raise ValueError(
         f"unknown ranking {by!r}: choose one of {', '.join(FIXED_RANKINGS)}, "
-        f"aspect:NAME or complaints:NAME with NAME in {', '.join(ASPECT_NAMES)}"
+        f"aspect:NAME, complaints:NAME or recent_complaints:NAME with NAME in {', '.join(ASPECT_NAMES)}"
     )

@@ -51,12 +51,13 @@ class RebuildReport:
     dead_letters: int = 0
     messages: int = 0
     resends: int = 0
+    alerts: int = 0
     watermarks: dict[tuple[str, int], int] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"enriched": self.enriched, "retractions": self.retractions, "dead_letters": self.dead_letters,
-                "messages": self.messages, "resends": self.resends,
+                "messages": self.messages, "resends": self.resends, "alerts": self.alerts,
                 "watermarks": {f"{t}:{p}": o for (t, p), o in sorted(self.watermarks.items())},
                 "elapsed_s": round(self.elapsed_s, 1)}
 
@@ -88,6 +89,8 @@ def _applied(record: dict[str, Any], offset: int) -> AppliedRecord:
         aspects=tuple(record.get("aspects_detected") or ()),
         seen_at=timestamp if timestamp is not None else float(record["processed_at"]),
         enriched=body, version=record.get("version"), event_time=timestamp,
+        true_rating=record.get("true_rating"), model_version=str(record.get("model_version", "")),
+        predicted_at=float(record["processed_at"]), stars=record.get("stars"),
     )
 
 
@@ -109,6 +112,7 @@ def rebuild(
     input_topic: str,
     enriched_topic: str,
     dlq_topic: str,
+    alerts_topic: str | None = None,
     settle_s: float = 5.0,
     force: bool = False,
     progress: Callable[[int], None] = lambda n: None,
@@ -131,6 +135,11 @@ def rebuild(
                                "(or let them set their partitions aside) and run it again")
         _set_watermarks(store, input_topic, committed, report)
         _set_message_totals(store, kafka, input_topic, committed, report)
+        if alerts_topic is not None:
+            # Alerts are not decided again (they were raised when it happened); their count is the topic's.
+            report.alerts = sum(1 for _ in scan_topic(kafka, alerts_topic, isolation="read_committed", timeout_s=600))
+            if report.alerts:
+                store.client.hset(keys.totals_key(store.prefix), "alerts", report.alerts)
         tid = topic_id(kafka, input_topic)
         if tid:
             store.client.hset(keys.topic_ids_key(store.prefix), input_topic, tid)
@@ -174,7 +183,7 @@ def _replay(store: AggregateStore, kafka: KafkaSettings, token: str, input_topic
             store.apply_batch([PartitionBatch(
                 input_topic, partition, first=chunk[0][0],
                 records=[_applied(rec, offset) for offset, rec in chunk if rec is not None],
-                dead_offsets=[offset for offset, rec in chunk if rec is None])], lock=token)
+                dead_offsets=[offset for offset, rec in chunk if rec is None])], lock=token, alerts=False)
         report.watermarks[(input_topic, partition)] = int(
             store.watermarks_for([(input_topic, partition)])[(input_topic, partition)])
     return report

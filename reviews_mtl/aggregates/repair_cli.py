@@ -65,7 +65,8 @@ def _rebuild(args: argparse.Namespace) -> int:
     with tqdm(desc="enriched records read", unit=" records", disable=args.json or not sys.stderr.isatty()) as bar:
         try:
             report = rebuild(store, kafka, group=group, input_topic=topics.input, enriched_topic=topics.enriched,
-                             dlq_topic=topics.dlq, settle_s=args.settle_s, force=args.force,
+                             dlq_topic=topics.dlq, alerts_topic=topics.alerts, settle_s=args.settle_s,
+                             force=args.force,
                              progress=lambda n: bar.update(n - bar.n))
         except (RebuildError, redis.RedisError, KafkaException, KafkaSetupError) as exc:
             print(f"reviews-mtl aggregates rebuild: {exc}", file=sys.stderr)

@@ -71,6 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-reviews", type=int,
                    help="redis: synthetic reviews through the aggregate script (default 1,000,000, quick 100,000)")
     p.add_argument("--redis-products", type=int, help="redis: products they spread over (default 100,000)")
+    p.add_argument("--shadow-reviews", type=int,
+                   help="shadow: reviews per drain without and with a shadow model (default 2000, quick 768)")
     p.add_argument("--batching", type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()),
                    help="e2e: measure the latency curve again with each of these micro-batch modes at the same "
                    "offered rates, e.g. adaptive,fixed (REVIEWS_CONSUMER_BATCH_ADAPTIVE)")
@@ -110,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         seed_reviews=args.seed_reviews, phases_reviews=args.phases_reviews, log_dir=args.log_dir,
         predict_api_concurrency=args.predict_api_concurrency, predict_api_duration_s=args.predict_api_duration_s,
         redis_reviews=args.redis_reviews, redis_products=args.redis_products,
+        shadow_reviews=args.shadow_reviews,
         batching=args.batching, batching_rounds=args.batching_rounds, ceiling_reviews=args.ceiling_reviews,
         ceiling_rounds=args.ceiling_rounds, ceiling_cost_us=args.ceiling_cost_us,
     )

@@ -273,12 +273,14 @@ class Pipeline:
         self.input = f"{self.name}.reviews"
         self.enriched = f"{self.name}.enriched"
         self.dlq = f"{self.name}.dlq"
+        self.alerts = f"{self.name}.alerts"
         self.group = f"{self.name}-group"
         self.prefix = self.name
         self.log_dir.mkdir(parents=True, exist_ok=True)
         create_topic(self.servers.kafka, self.input, self.partitions)
         create_topic(self.servers.kafka, self.enriched, self.partitions)
         create_topic(self.servers.kafka, self.dlq, 1)
+        create_topic(self.servers.kafka, self.alerts, 1)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -289,6 +291,7 @@ class Pipeline:
             "REVIEWS_TOPIC_INPUT": self.input,
             "REVIEWS_TOPIC_ENRICHED": self.enriched,
             "REVIEWS_TOPIC_DLQ": self.dlq,
+            "REVIEWS_TOPIC_ALERTS": self.alerts,
             "REVIEWS_CONSUMER_GROUP_ID": self.group,
             "REVIEWS_CONSUMER_METRICS_PORT": "0",
             "REVIEWS_CONSUMER_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),

@@ -206,7 +206,7 @@ def drain_in_process(
     )
     settings = settings.model_copy(update=worker_config.settings_overrides())
     redis_settings = RedisSettings(url=servers.redis_url, key_prefix=pipe.prefix)  # type: ignore[arg-type]
-    topics = TopicSettings(input=pipe.input, enriched=pipe.enriched, dlq=pipe.dlq)
+    topics = TopicSettings(input=pipe.input, enriched=pipe.enriched, dlq=pipe.dlq, alerts=pipe.alerts)
     process = build_worker(settings, servers.kafka, topics, redis_settings, predictor=predictor)
     worker = process.worker
     clock = PhaseClock()
@@ -215,7 +215,7 @@ def drain_in_process(
 
     state: dict[str, Any] = {"handled": 0, "first": 0.0, "last": 0.0, "batches": 0, "cpu0": 0.0, "cpu1": 0.0,
                              "thread0": 0.0, "thread1": 0.0, "redis0": None}
-    store_client = getattr(process.worker.processor.store, "client", None)
+    store_client = getattr(getattr(process.worker.processor, "store", None), "client", None)
     handle = worker._handle
 
     def timed_handle(messages: list[Any]) -> None:
@@ -245,8 +245,8 @@ def drain_in_process(
     with patches:
         if instrument:
             patches.enter_context(_patched(consumer.processing, "decode_review", clock, "decode"))
-            if hasattr(consumer.processing, "enriched_bytes"):
-                patches.enter_context(_patched(consumer.processing, "enriched_bytes", clock, "serialize"))
+            if hasattr(consumer.processing, "record_bytes"):
+                patches.enter_context(_patched(consumer.processing, "record_bytes", clock, "serialize"))
             else:  # a worker from before records were serialized once (comparing against an older commit)
                 from reviews_mtl.contracts import EnrichedRecord
 

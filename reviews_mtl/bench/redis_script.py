@@ -2,9 +2,10 @@
 
 Synthetic enriched reviews (realistic ids and record sizes, products drawn with a long tail) are applied through
 ``AggregateStore.apply_batch`` in the worker's batch shape, on a Redis of its own. Reported: reviews/s end to end
-(client serialization + script) and inside Redis (``INFO commandstats``), batch time percentiles, and memory: per
-review (the contribution state of edits and deletes, ``P:rev:*``) and per product (hash and rankings), beside the
-per-product sets of review ids the script kept before (the baseline, measured in the same run).
+(client serialization + script) and inside Redis (``INFO commandstats``), batch time percentiles, and memory: in
+all per review, the contribution state of edits and deletes per review (``P:rev:*``, beside the per-product sets of
+review ids the script kept before, measured in the same run as the baseline), per product (hash, rankings, last
+reviews) and per product-day bucket.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ DAY_S = 86_400.0
 
 
 @contextmanager
-def _redis(url: str | None) -> Iterator[redis.Redis]:
-    """The given Redis, or one of our own (so memory deltas are ours alone)."""
+def _redis(url: str | None) -> Iterator[tuple[redis.Redis, bool]]:
+    """The given Redis, or one of our own (so memory deltas are ours alone); says whether it is ours."""
     if url is not None:
-        yield redis.Redis.from_url(url)
+        yield redis.Redis.from_url(url), False
         return
     from reviews_mtl.stack.processes import free_port
     from reviews_mtl.stack.redis_server import start_redis
@@ -42,7 +43,7 @@ def _redis(url: str | None) -> Iterator[redis.Redis]:
         port = free_port()
         process = start_redis(port, Path(tmp), Path(tmp) / "redis.log", die_with_parent=True)
         try:
-            yield redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+            yield redis.Redis.from_url(f"redis://127.0.0.1:{port}/0"), True
         finally:
             process.kill()
             process.wait()
@@ -89,15 +90,24 @@ def _batches(reviews: int, products: int, batch: int, partitions: int, seed: int
         done += n
 
 
-def _memory_of(client: redis.Redis, pattern: str) -> int:
-    total = 0
-    keys = list(client.scan_iter(match=pattern, count=2000))
-    for i in range(0, len(keys), 1000):
+def _memory_of(client: redis.Redis, pattern: str) -> tuple[int, int]:
+    """Bytes and number of the keys matching ``pattern``."""
+    total = count = 0
+    batch: list[bytes] = []
+
+    def flush() -> int:
         pipe = client.pipeline(transaction=False)
-        for key in keys[i:i + 1000]:
+        for key in batch:
             pipe.memory_usage(key, samples=0)
-        total += sum(int(x or 0) for x in pipe.execute())
-    return total
+        return sum(int(x or 0) for x in pipe.execute())
+
+    for key in client.scan_iter(match=pattern, count=10_000):
+        batch.append(key)
+        if len(batch) == 5000:
+            total, count, batch = total + flush(), count + len(batch), []
+    if batch:
+        total, count = total + flush(), count + len(batch)
+    return total, count
 
 
 def _script_usec(client: redis.Redis) -> float:
@@ -109,7 +119,7 @@ def measure_redis_script(redis_url: str | None = None, reviews: int = 1_000_000,
                          batch: int = 256, partitions: int = 6, seed: int = 0, progress: bool = True
                          ) -> dict[str, Any]:
     """Apply ``reviews`` synthetic reviews through the real script and measure speed and memory."""
-    with _redis(redis_url) as client:
+    with _redis(redis_url) as (client, ours):
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
         store = AggregateStore(client, prefix=prefix)
         used_before = int(client.info("memory")["used_memory"])
@@ -127,10 +137,12 @@ def measure_redis_script(redis_url: str | None = None, reviews: int = 1_000_000,
         wall = time.perf_counter() - started
         script_s = (_script_usec(client) - usec_before) / 1e6
         used_after = int(client.info("memory")["used_memory"])
-        state = _memory_of(client, f"{prefix}:rev:*")
-        per_product = _memory_of(client, f"{prefix}:product:*") + _memory_of(client, f"{prefix}:rank:*")
-        copies = _memory_of(client, f"{prefix}:inflight:*")
-        distinct_products = int(client.zcard(f"{prefix}:rank:review_count"))
+        state, _ = _memory_of(client, f"{prefix}:rev:*")
+        product, n_products = _memory_of(client, f"{prefix}:product:*")
+        rankings, _ = _memory_of(client, f"{prefix}:rank:*")
+        recent, _ = _memory_of(client, f"{prefix}:recent:*")
+        days, n_days = _memory_of(client, f"{prefix}:day:*")
+        copies, _ = _memory_of(client, f"{prefix}:inflight:*")
 
         # The baseline: the per-product sets of review ids the script kept before edits and deletes.
         base = f"baseline-{uuid.uuid4().hex[:8]}"
@@ -139,23 +151,27 @@ def measure_redis_script(redis_url: str | None = None, reviews: int = 1_000_000,
             for pid, rid in seen_ids[i:i + 10_000]:
                 pipe.sadd(f"{base}:seen:{pid}", rid)
             pipe.execute()
-        baseline = _memory_of(client, f"{base}:seen:*")
-        for pattern in (f"{prefix}:*", f"{base}:*"):
-            for key in client.scan_iter(match=pattern, count=2000):
-                client.unlink(key)
+        baseline, _ = _memory_of(client, f"{base}:seen:*")
+        if not ours:  # a Redis of the user's: leave it as it was
+            for pattern in (f"{prefix}:*", f"{base}:*"):
+                keys = list(client.scan_iter(match=pattern, count=10_000))
+                for i in range(0, len(keys), 5000):
+                    client.unlink(*keys[i:i + 5000])
     times.sort()
     return {
         "reviews": reviews,
-        "products": distinct_products,
+        "products": n_products,
         "batch": batch,
         "reviews_per_s": round(reviews / wall, 1),
         "script_reviews_per_s": round(reviews / script_s, 1) if script_s else None,
         "batch_ms_p50": round(1000 * statistics.median(times), 2),
         "batch_ms_p99": round(1000 * times[int(0.99 * (len(times) - 1))], 2),
         "used_memory_bytes": used_after - used_before,
-        "bytes_per_review": round((used_after - used_before - per_product - copies) / reviews, 1),
+        "used_memory_bytes_per_review": round((used_after - used_before) / reviews, 1),
         "review_state_bytes_per_review": round(state / reviews, 1),
-        "bytes_per_product": round(per_product / max(1, distinct_products), 1),
+        "bytes_per_product": round((product + rankings + recent) / max(1, n_products), 1),
+        "day_buckets": n_days,
+        "bytes_per_product_day": round(days / max(1, n_days), 1),
         "last_batch_copies_bytes": copies,
         "baseline_seen_sets_bytes_per_review": round(baseline / reviews, 1),
         "review_state_over_baseline": round(state / baseline, 3) if baseline else None,
@@ -168,8 +184,9 @@ def render_redis_script(r: dict[str, Any]) -> list[str]:
         f"Redis script ceiling: {r['reviews']:,} reviews over {r['products']:,} products, batches of {r['batch']}",
         f"  reviews/s through apply_batch (client + script): {r['reviews_per_s']:,.0f}; inside Redis: "
         f"{r['script_reviews_per_s'] or 0:,.0f}; batch p50 / p99: {r['batch_ms_p50']} / {r['batch_ms_p99']} ms",
-        f"  memory: {r['bytes_per_review']} B per review in all ({r['review_state_bytes_per_review']} B of it the "
-        f"edit/delete state), {r['bytes_per_product']:,.0f} B per product (hash + rankings); the old per-product "
-        f"id sets: {r['baseline_seen_sets_bytes_per_review']} B per review (state / old = "
-        f"{r['review_state_over_baseline']})",
+        f"  memory: {r['used_memory_bytes_per_review']} B per review in all; the edit/delete state "
+        f"{r['review_state_bytes_per_review']} B per review (the old per-product id sets: "
+        f"{r['baseline_seen_sets_bytes_per_review']} B, ratio {r['review_state_over_baseline']}); "
+        f"{r['bytes_per_product']:,.0f} B per product (hash, rankings, last reviews); "
+        f"{r['bytes_per_product_day']:,.0f} B per product-day bucket ({r['day_buckets']:,} buckets)",
     ]

@@ -113,6 +113,20 @@ def render(result: dict[str, Any]) -> str:
         from reviews_mtl.bench.redis_script import render_redis_script
 
         lines += render_redis_script(result["redis_script"])
+    sh = result.get("shadow")
+    if sh:
+        lines += ["", "A shadow model's cost to the live path (one in-process worker, the live artifact as its own "
+                      "shadow)",
+                  f"{'drain':<14} {'reviews':>7} {'batches':>7} {'reviews/s':>9} {'batch s':>8} {'inference s':>11} "
+                  f"{'shadow s':>8} {'rest s':>7}"]
+        for r in sh["runs"]:
+            lines.append(f"{'with shadow' if r['shadow'] else 'without':<14} {r['reviews']:>7} {r['batches']:>7} "
+                         f"{_fmt(r['reviews_per_s']):>9} {_fmt(r['batch_s'], 3):>8} {_fmt(r['inference_s'], 3):>11} "
+                         f"{_fmt(r['shadow_s'], 3):>8} {_fmt(r['rest_s'], 3):>7}")
+        lines.append(f"  a live batch takes {_fmt(sh['batch_s_added'], 3)} s longer with the shadow; the shadow takes "
+                     f"{_fmt(sh['shadow_s_per_batch'], 3)} s per batch (added ÷ shadow "
+                     f"{_fmt(sh['added_over_shadow'], 2)}); the rest of a batch (decode, Redis, Kafka): "
+                     f"{_fmt(sh['rest_s_without'], 3)} s without, {_fmt(sh['rest_s_with'], 3)} s with")
     if result.get("ceiling"):
         from reviews_mtl.bench.ceiling import render_ceiling
         from reviews_mtl.bench.redis_script import render_redis_script

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
-PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api", "redis", "ceiling")
+PARTS: tuple[str, ...] = ("model-only", "e2e", "seed", "phases", "predict-api", "redis", "shadow", "ceiling")
 
 # The project's speed targets on 2 cores (README, "Measured speed"; issue 18 raised them for the full model).
 TARGET_E2E_OVER_MODEL_ONLY = 0.9
@@ -60,6 +60,8 @@ class BenchConfig:
     predict_api_duration_s: float = 10.0  # per leg (three legs)
     redis_reviews: int = 1_000_000  # synthetic reviews through the aggregate script (speed and memory)
     redis_products: int = 100_000
+    shadow_reviews: int = 2000  # per drain; drains alternate without and with a shadow model
+    shadow_rounds: int = 2
     batching: tuple[str, ...] = ()  # e2e latency again with each batching mode (adaptive, fixed) at the same rates
     batching_rounds: int = 1
     ceiling_reviews: int = 50_000  # pre-loaded reviews per ceiling drain
@@ -76,8 +78,8 @@ class BenchConfig:
                            model_max_s=3.0, model_rounds=1, reference_s=4.0, e2e_reviews=1500,
                            load_duration_s=8.0, latency_warmup=256,
                            seed_reviews=64, phases_reviews=1000, predict_api_duration_s=4.0,
-                           redis_reviews=100_000, redis_products=10_000, ceiling_reviews=10_000,
-                           ceiling_rounds=1, ceiling_redis_reviews=50_000)
+                           redis_reviews=100_000, redis_products=10_000, shadow_reviews=768, shadow_rounds=1,
+                           ceiling_reviews=10_000, ceiling_rounds=1, ceiling_redis_reviews=50_000)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -142,7 +144,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             )
             result["model_only_reviews_per_s"] = result["model_only"]["model_only_reviews_per_s"]
 
-    if {"e2e", "seed", "phases", "ceiling"} & set(config.parts):
+    if {"e2e", "seed", "phases", "shadow", "ceiling"} & set(config.parts):
         from reviews_mtl.bench.end_to_end import WorkerConfig, run_end_to_end
         from reviews_mtl.bench.infra import bench_servers
 
@@ -181,6 +183,12 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 with part("phases"):
                     result["phases"] = profile_worker(servers, worker, corpus.reviews, config.phases_reviews,
                                                       log_dir)
+            if "shadow" in config.parts:
+                from reviews_mtl.bench.shadow import run_shadow
+
+                with part("shadow"):
+                    result["shadow"] = run_shadow(servers, worker, corpus.reviews, config.shadow_reviews, log_dir,
+                                                  rounds=config.shadow_rounds)
             if "ceiling" in config.parts:
                 from reviews_mtl.bench.ceiling import run_ceiling
                 from reviews_mtl.bench.redis_script import measure_redis_script

@@ -90,12 +90,15 @@ def _semeval16(root: Path) -> Iterator[AspectSentence]:
                 aspects = {
                     a for o in sentence.iter("Opinion") if (a := map_category(o.get("category", ""))) is not None
                 }
+                # Out-of-scope sentences were not annotated: no opinion there means "not looked at", not
+                # "no aspect" (one says "Easy to start up and does not overheat"). Unlabelled, like term-only sets.
+                out_of_scope = sentence.get("OutOfScope", "").upper() == "TRUE"
                 yield AspectSentence(
                     f"semeval16:{sentence.get('id')}",
                     f"semeval16:{rid}",
                     text,
-                    frozenset(aspects),
-                    HUMAN_ASPECTS,
+                    frozenset() if out_of_scope else frozenset(aspects),
+                    () if out_of_scope else HUMAN_ASPECTS,
                     "semeval16_laptops",
                 )
 
@@ -170,14 +173,15 @@ def load_aspect_sentences(data_dir: Path | None, include_unlabelled: bool = True
     readers = [_semeval16(root), _acos(root)]
     if include_unlabelled:
         readers.append(_unlabelled(root))
+    every = [sentence for reader in readers for sentence in reader]
+    every.sort(key=lambda s: not s.human)  # stable: a repeated sentence keeps its human labels
     seen: set[str] = set()
     out: list[AspectSentence] = []
-    for reader in readers:
-        for sentence in reader:
-            key = normalize_key(sentence.text)
-            if not key or key in seen:
-                continue
-            seen.add(key)
-            out.append(sentence)
+    for sentence in every:
+        key = normalize_key(sentence.text)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        out.append(sentence)
     logger.info("loaded %d aspect sentences (%d human-labelled)", len(out), sum(s.human for s in out))
     return out

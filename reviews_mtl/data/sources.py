@@ -43,6 +43,9 @@ class SourceReview:
     title: str | None
     rating: int
     source: str
+    # Where the source has them (the EDA reads them; the model never does).
+    helpful_votes: int | None = None
+    recommended: bool | None = None
 
     def model_text(self) -> str:
         """The text the model reads (:func:`reviews_mtl.contracts.model_input`)."""
@@ -66,6 +69,20 @@ def _rating(value: str | float | int | None) -> int | None:
     return stars if 1 <= stars <= 5 else None
 
 
+def _int(value: object) -> int | None:
+    try:
+        return int(float(str(value)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _helpful(value: object) -> int | None:
+    """Amazon's ``helpful`` pair ``[helpful votes, total votes]`` → the helpful votes."""
+    if isinstance(value, list) and value:
+        return _int(value[0])
+    return None
+
+
 def _short_hash(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=6).hexdigest()
 
@@ -86,6 +103,7 @@ def _amazon_mi5(root: Path) -> Iterator[SourceReview]:
                     title=_clean(obj.get("summary")) or None,
                     rating=rating,
                     source="amazon_mi5",
+                    helpful_votes=_helpful(obj.get("helpful")),
                 )
 
 
@@ -153,6 +171,7 @@ def _datafiniti(root: Path) -> Iterator[SourceReview]:
                     title=_clean(row.get("reviews.title")) or None,
                     rating=rating,
                     source="datafiniti_amazon",
+                    recommended={"TRUE": True, "FALSE": False}.get((row.get("reviews.doRecommend") or "").upper()),
                 )
 
 
@@ -170,6 +189,7 @@ def _sandisk(root: Path) -> Iterator[SourceReview]:
                     title=None,
                     rating=rating,
                     source="sandisk_amazon",
+                    helpful_votes=_int(row.get("helpful_yes")),
                 )
 
 

@@ -2,8 +2,8 @@
 
 Topic layout (``ensure_topics``): the input and enriched topics get ``TopicSettings.partitions`` partitions
 (the enriched topic is keyed by ``product_id`` like the input, so equal counts keep a product on the same
-partition index); the dead-letter topic gets one partition: dead letters are rare, read by people and tools
-in arrival order, and nothing scales on them. With a replication factor above 1, ``min.insync.replicas`` is
+partition index); the dead-letter and alerts topics get one partition each: their records are rare, read by people
+and tools in arrival order, and nothing scales on them. With a replication factor above 1, ``min.insync.replicas`` is
 set to ``min(2, replication_factor)`` so ``acks=all`` survives one broker failure without losing
 acknowledged data.
 """
@@ -155,6 +155,7 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:
         (topics.input, topics.partitions),
         (topics.enriched, topics.partitions),
         (topics.dlq, DLQ_PARTITIONS),
+        (topics.alerts, DLQ_PARTITIONS),
     )
     for name, partitions in layout:
         create_topic(kafka, name, partitions, topics.replication_factor, config=config)

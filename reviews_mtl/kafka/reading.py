@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Generator, Iterable
 from typing import Literal
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from reviews_mtl.kafka.clients import make_consumer
 from reviews_mtl.kafka.errors import TopicError, is_transient
@@ -190,6 +190,25 @@ def scan_topic(
                 continue
             if pending:
                 pending = _unfinished(consumer, topic, pending, targets, next_offset)
+    finally:
+        consumer.close()
+
+
+def follow_topic(
+    kafka: KafkaSettings, topic: str, *, isolation: IsolationLevel = "read_committed", poll_s: float = 0.5
+) -> Generator[Message, None, None]:
+    """The records written to ``topic`` from now on, as they arrive, until the caller stops (``tail --follow``)."""
+    consumer = throwaway_reader(kafka, isolation)
+    try:
+        partitions = topic_partitions(consumer, topic, 10.0)
+        consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+        while True:
+            for message in consumer.consume(num_messages=500, timeout=poll_s):
+                error = message.error()
+                if error is None:
+                    yield message
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
     finally:
         consumer.close()
 

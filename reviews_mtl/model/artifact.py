@@ -9,8 +9,10 @@ Layout::
 
     config.json        labels, aspect names, per-aspect thresholds, max_length, encoder, version, created
     model.safetensors  the PyTorch weights (encoder + heads)
-    model.onnx         ONNX fp32 (inputs input_ids, attention_mask; outputs probabilities and stars)
-    model.int8.onnx    ONNX Runtime dynamic int8 quantization of model.onnx
+    model.onnx         ONNX fp32 (inputs input_ids, attention_mask; outputs probabilities, rating and, where the
+                       rating head gives one, the star distribution)
+    model.int8.onnx    int8 quantization of model.onnx (per-token activations: batch-invariant), the variant the
+                       export rule chose (``quantization`` in config.json)
     tokenizer.json     fast tokenizer (plus the encoder's tokenizer_config.json when it has one)
     metrics.json       validation metrics of the model and the TF-IDF baseline, export parity
     MODEL_CARD.md      what it is, how it was trained, how well it does, its limits
@@ -41,13 +43,19 @@ REQUIRED_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE, ONNX_FP32_FILE, ON
 # The ONNX graph's interface: token ids in, probabilities and stars out (batch and sequence axes dynamic).
 ONNX_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask")
 ONNX_OUTPUTS: tuple[str, ...] = ("sentiment_probs", "rating", "aspect_probs")
+# The fourth output, only in graphs whose rating head gives a star distribution (batch, 5).
+ONNX_STAR_OUTPUT = "star_probs"
 ONNX_DYNAMIC_AXES: dict[str, dict[int, str]] = {
     "input_ids": {0: "batch", 1: "sequence"},
     "attention_mask": {0: "batch", 1: "sequence"},
     "sentiment_probs": {0: "batch"},
     "rating": {0: "batch"},
     "aspect_probs": {0: "batch"},
+    ONNX_STAR_OUTPUT: {0: "batch"},
 }
+# How a text longer than max_length is cut: its first tokens ("head", the default and what older artifacts
+# did), or its first and last ones ("head_tail": reviews often conclude at the end).
+TRUNCATIONS: tuple[str, ...] = ("head", "head_tail")
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -75,6 +83,8 @@ class ArtifactConfig:
     aspect_names: tuple[str, ...] = ASPECT_NAMES
     aspect_thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ASPECT_NAMES, DEFAULT_THRESHOLD))
     pooling: str = "mean"
+    truncation: str = "head"  # one of TRUNCATIONS
+    quantization: dict[str, Any] | None = None  # the int8 variant the export rule chose, and why
     training: dict[str, Any] | None = None  # the TrainConfig of a trained model
     training_code_version: str | None = None
     data_source: str | None = None
@@ -129,6 +139,35 @@ class ArtifactConfig:
         path = Path(model_dir) / CONFIG_FILE
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
+
+
+@dataclass(frozen=True)
+class PredictionReference:
+    """What the model predicted on its validation reviews: the reference a live prediction mix is compared with."""
+
+    sentiment: dict[str, float]  # share of each predicted label
+    aspect_rates: dict[str, float]  # share of reviews in which each aspect is detected
+
+
+def prediction_reference(model_dir: Path) -> PredictionReference | None:
+    """From the artifact's ``metrics.json``: the predicted-label shares (columns of the validation confusion matrix)
+    and each aspect's predicted rate on validation reviews (support × recall / precision); None when it records
+    neither."""
+    try:
+        validation = json.loads((Path(model_dir) / METRICS_FILE).read_text(encoding="utf-8"))["validation"]
+        sentiment = validation["sentiment"]
+        columns = [sum(row[j] for row in sentiment["confusion"]) for j in range(len(sentiment["labels"]))]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    total = sum(columns)
+    if not total:
+        return None
+    rates: dict[str, float] = {}
+    for name, m in (validation.get("aspects_weak_on_reviews", {}).get("per_aspect") or {}).items():
+        n, precision = float(m.get("n") or 0), float(m.get("precision") or 0)
+        rates[name] = float(m["support"]) * float(m["recall"]) / precision / n if n and precision else 0.0
+    return PredictionReference({label: c / total for label, c in zip(sentiment["labels"], columns, strict=True)},
+                               rates)
 
 
 def validate_artifact(model_dir: Path) -> None:

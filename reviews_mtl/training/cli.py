@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-from reviews_mtl.settings import DataSettings, EvalSettings, RuntimeKind, TrainSettings
+from reviews_mtl.settings import DataSettings, EvalSettings, ModelToolSettings, RuntimeKind, TrainSettings
 
 
 def register(subparsers: Any) -> None:
     training, evaluation, data_dir = TrainSettings(), EvalSettings(), DataSettings().dir
+    tools = ModelToolSettings()
     train = subparsers.add_parser("train", help="train the multi-task model and write an artifact directory")
     train.add_argument(
         "--preset",
@@ -88,7 +89,55 @@ def register(subparsers: Any) -> None:
         help="torch CPU threads (env REVIEWS_TORCH_THREADS; default one per core)",
     )
     train.add_argument("--seed", type=int, default=training.seed, help="random seed (env REVIEWS_SEED)")
+    train.add_argument("--rating-head", choices=("regression", "stars", "ordinal"), default=training.rating_head,
+                       help="rating head: 1+4·sigmoid regression, 5-way stars, or ordinal "
+                       "(env REVIEWS_TRAIN_RATING_HEAD; default stars)")
+    train.add_argument("--truncation", choices=("head", "head_tail"), default=training.truncation,
+                       help="cut long reviews to their first tokens, or first and last (env REVIEWS_TRAIN_TRUNCATION)")
+    train.add_argument("--freeze-layers", type=int, default=training.freeze_layers,
+                       help="freeze the embeddings and this many lowest layers (env REVIEWS_TRAIN_FREEZE_LAYERS)")
+    train.add_argument("--cache-activations", action=argparse.BooleanOptionalAction, default=training.cache_activations,
+                       help="compute the frozen layers once and train the rest from their activations "
+                       "(env REVIEWS_TRAIN_CACHE_ACTIVATIONS; preset's default)")
+    train.add_argument("--cache-dir", type=Path, default=training.cache_dir,
+                       help="keep cached activations here and reuse them (env REVIEWS_TRAIN_CACHE_DIR; default memory)")
+    train.add_argument("--linear-probe-steps", type=int, default=training.linear_probe_steps,
+                       help="LP-FT: head-only steps before fine-tuning (env REVIEWS_TRAIN_LINEAR_PROBE_STEPS)")
+    train.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=training.calibrate,
+                       help="tune the sentiment source and band and the star bias on validation "
+                       "(env REVIEWS_TRAIN_CALIBRATE; default on)")
+    train.add_argument("--aspect-pos-weight", type=float, default=training.aspect_pos_weight,
+                       help="positive aspect cells weigh (neg/pos)**this, 0 = off "
+                       "(env REVIEWS_TRAIN_ASPECT_POS_WEIGHT)")
+    train.add_argument("--soft-labels", type=Path, default=training.soft_labels,
+                       help="a teacher's soft labels (reviews-mtl distill) to distil from "
+                       "(env REVIEWS_TRAIN_SOFT_LABELS)")
+    train.add_argument("--distill-weight", type=float, default=training.distill_weight,
+                       help="share of the teacher's loss, 0..1 (env REVIEWS_TRAIN_DISTILL_WEIGHT; default 0.5)")
     train.set_defaults(func=_train)
+
+    distill = subparsers.add_parser("distill", help="write a teacher artifact's soft labels for the training pool")
+    distill.add_argument("--teacher", type=Path, default=tools.distill_teacher, required=tools.distill_teacher is None,
+                         help="teacher artifact directory (env REVIEWS_DISTILL_TEACHER)")
+    distill.add_argument("--output", type=Path, default=tools.distill_output, required=tools.distill_output is None,
+                         help="soft labels file, .npz (env REVIEWS_DISTILL_OUTPUT)")
+    distill.add_argument("--data", type=Path, default=data_dir, help="review data folder (env REVIEWS_DATA_DIR)")
+    distill.add_argument("--sample", action="store_true", help="the project's own sample data")
+    distill.add_argument("--runtime", default=evaluation.runtime or "auto", choices=get_args(RuntimeKind),
+                         help="teacher runtime (env REVIEWS_RUNTIME; auto: torch on a GPU)")
+    distill.set_defaults(func=_distill)
+
+    quantize = subparsers.add_parser(
+        "quantize", help="re-run the int8 export rule on an artifact: each candidate's validation metrics and speed"
+    )
+    quantize.add_argument("--model", type=Path, default=evaluation.model_dir, required=evaluation.model_dir is None,
+                          help="artifact directory (env REVIEWS_MODEL_DIR)")
+    quantize.add_argument("--data", type=Path, default=data_dir, help="review data folder (env REVIEWS_DATA_DIR)")
+    quantize.add_argument("--sample", action="store_true", help="the project's own sample data")
+    quantize.add_argument("--all", action="store_true", default=tools.quantize_all,
+                          help="score every candidate, and the per-tensor and static graphs for comparison "
+                          "(env REVIEWS_QUANTIZE_ALL)")
+    quantize.set_defaults(func=_quantize)
 
     evaluate = subparsers.add_parser("evaluate", help="evaluate an artifact against the TF-IDF baseline, HTML report")
     evaluate.add_argument(
@@ -112,6 +161,8 @@ def register(subparsers: Any) -> None:
         help="cap on test reviews, 0 = all (env REVIEWS_EVAL_MAX_REVIEWS)",
     )
     evaluate.add_argument("--output", type=Path, default=None, help="report folder (default <model>/report)")
+    evaluate.add_argument("--split", choices=("test", "validation"), default=evaluation.split,
+                          help="the split to score (env REVIEWS_EVAL_SPLIT; default test)")
     evaluate.add_argument(
         "--runtime",
         default=evaluation.runtime or "onnx-int8",
@@ -166,6 +217,16 @@ def _train(args: argparse.Namespace) -> int:
         aspect_share=args.aspect_share,
         threads=args.threads,
         seed=args.seed,
+        rating_head=args.rating_head,
+        truncation=args.truncation,
+        freeze_layers=args.freeze_layers,
+        cache_activations=args.cache_activations,
+        cache_dir=str(args.cache_dir) if args.cache_dir else None,
+        linear_probe_steps=args.linear_probe_steps,
+        calibrate=args.calibrate,
+        aspect_pos_weight=args.aspect_pos_weight,
+        soft_labels=str(args.soft_labels) if args.soft_labels else None,
+        distill_weight=args.distill_weight,
     )
     from reviews_mtl.training.report import summary_rows
 
@@ -181,11 +242,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     from reviews_mtl.training.evaluate import evaluate_artifact
 
     data_dir = None if args.sample else resolve_data_dir(args.data)
-    report = evaluate_artifact(args.model, data_dir, args.output, runtime=args.runtime, max_reviews=args.max_reviews)
+    report = evaluate_artifact(
+        args.model, data_dir, args.output, runtime=args.runtime, max_reviews=args.max_reviews, split=args.split
+    )
     chi = report["statistics"].get("chi_square_rating_vs_predicted_sentiment")
     if chi:
         chi.pop("table", None)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from reviews_mtl.data.paths import resolve_data_dir
+    from reviews_mtl.training.distill import write_soft_labels
+
+    data_dir = None if args.sample else resolve_data_dir(args.data)
+    print(json.dumps(write_soft_labels(args.teacher, data_dir, args.output, runtime=args.runtime)))
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from reviews_mtl.data.paths import resolve_data_dir
+    from reviews_mtl.training.quantize_report import quantize_artifact
+
+    data_dir = None if args.sample else resolve_data_dir(args.data)
+    result = quantize_artifact(args.model, data_dir, try_all=args.all)
+    print(f"{'graph':<36} {'sent F1':>8} {'MAE':>7} {'asp F1':>7} {'rows/s':>8} {'×fp32':>6}  rule  batch-invariant")
+    for row in result["table"]:
+        print(f"{row['name']:<36} {row['sentiment_macro_f1']:>8.4f} {row['rating_mae']:>7.4f} "
+              f"{row['aspect_macro_f1']:>7.4f} {row['rows_per_s']:>8.1f} {row['speedup_vs_fp32']:>6.2f}  "
+              f"{row['rule']:<5} {row['batch_invariant']}")
+    print(f"chosen: {result['chosen']} (written to {args.model}/model.int8.onnx)")
     return 0
 
 

@@ -43,6 +43,8 @@ class TaskRows:
     aspect_weight: npt.NDArray[np.float32]  # (n, 10)
     stars: npt.NDArray[np.int64]  # (n,) 0 where unknown
     ids: list[list[int]] | None = None
+    soft: SoftLabels | None = None  # a teacher's outputs (distillation), NaN rows where it has none
+    sources: list[str] | None = None  # each row's data source (per-source figures)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -57,10 +59,13 @@ class TaskRows:
             self.aspect_weight[idx],
             self.stars[idx],
             [self.ids[i] for i in idx] if self.ids is not None else None,
+            self.soft.subset(idx) if self.soft is not None else None,
+            [self.sources[i] for i in idx] if self.sources is not None else None,
         )
 
     @staticmethod
     def concat(parts: Sequence[TaskRows]) -> TaskRows:
+        softs = [p.soft if p.soft is not None else SoftLabels.empty(len(p)) for p in parts]
         return TaskRows(
             [t for p in parts for t in p.texts],
             np.concatenate([p.sentiment for p in parts]),
@@ -69,6 +74,45 @@ class TaskRows:
             np.concatenate([p.aspect_weight for p in parts]),
             np.concatenate([p.stars for p in parts]),
             [i for p in parts for i in (p.ids or [])] if all(p.ids is not None for p in parts) else None,
+            SoftLabels.concat(softs) if any(p.soft is not None for p in parts) else None,
+            [x for p in parts for x in (p.sources or [""] * len(p))] if any(p.sources for p in parts) else None,
+        )
+
+
+@dataclass
+class SoftLabels:
+    """A teacher's outputs per row (:mod:`reviews_mtl.training.distill`); NaN where the teacher saw no row."""
+
+    sentiment: npt.NDArray[np.float32]  # (n, 3)
+    rating: npt.NDArray[np.float32]  # (n,)
+    aspects: npt.NDArray[np.float32]  # (n, 10)
+    stars: npt.NDArray[np.float32] | None = None  # (n, 5)
+
+    @staticmethod
+    def empty(n: int, with_stars: bool = False) -> SoftLabels:
+        return SoftLabels(
+            np.full((n, 3), np.nan, dtype=np.float32),
+            np.full(n, np.nan, dtype=np.float32),
+            np.full((n, N_ASPECTS), np.nan, dtype=np.float32),
+            np.full((n, 5), np.nan, dtype=np.float32) if with_stars else None,
+        )
+
+    def subset(self, idx: npt.NDArray[np.intp]) -> SoftLabels:
+        return SoftLabels(
+            self.sentiment[idx], self.rating[idx], self.aspects[idx], None if self.stars is None else self.stars[idx]
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[SoftLabels]) -> SoftLabels:
+        with_stars = any(p.stars is not None for p in parts)
+        stars = [
+            p.stars if p.stars is not None else np.full((len(p.rating), 5), np.nan, dtype=np.float32) for p in parts
+        ]
+        return SoftLabels(
+            np.concatenate([p.sentiment for p in parts]),
+            np.concatenate([p.rating for p in parts]),
+            np.concatenate([p.aspects for p in parts]),
+            np.concatenate(stars) if with_stars else None,
         )
 
 
@@ -80,7 +124,8 @@ def review_rows(reviews: Sequence[SourceReview], weak: bool, weak_weight: float)
     aspects = np.array([weak_vector(t) for t in texts], dtype=np.float32).reshape(n, N_ASPECTS)
     weight = np.full((n, N_ASPECTS), weak_weight if weak else 0.0, dtype=np.float32)
     return TaskRows(
-        texts, sentiment_from_stars(stars).astype(np.int64), stars.astype(np.float32), aspects, weight, stars
+        texts, sentiment_from_stars(stars).astype(np.int64), stars.astype(np.float32), aspects, weight, stars,
+        sources=[r.source for r in reviews],
     )
 
 
@@ -105,6 +150,7 @@ def sentence_rows(sentences: Sequence[AspectSentence], weak: bool, weak_weight: 
         aspects,
         weight,
         np.zeros(n, dtype=np.int64),
+        sources=[s.source for s in sentences],
     )
 
 
@@ -223,7 +269,8 @@ class MixedBatches:
             else:
                 yield from self.rng.choice(n, size=n, replace=True, p=p).tolist()
 
-    def __iter__(self) -> Iterator[tuple[TaskRows, TaskRows]]:
+    def indices(self) -> Iterator[tuple[list[int], list[int]]]:
+        """Endless (review row indices, aspect row indices) per batch."""
         review_stream = self._stream(len(self.reviews))
         aspect_stream = self._stream(len(self.aspects), self._aspect_p)
         assert self.reviews.ids is not None and self.aspects.ids is not None
@@ -235,8 +282,9 @@ class MixedBatches:
             a.sort(key=lambda i: len(aspect_ids[i]))
             order = self.rng.permutation(self.window)
             for b in order:
-                yield (
-                    self.reviews.subset(r[b * self.n_review : (b + 1) * self.n_review]),
-                    self.aspects.subset(a[b * self.n_aspect : (b + 1) * self.n_aspect]),
-                )
+                yield r[b * self.n_review : (b + 1) * self.n_review], a[b * self.n_aspect : (b + 1) * self.n_aspect]
+
+    def __iter__(self) -> Iterator[tuple[TaskRows, TaskRows]]:
+        for r, a in self.indices():
+            yield self.reviews.subset(r), self.aspects.subset(a)
 

@@ -25,20 +25,28 @@ logger = logging.getLogger(__name__)
 CACHE_DIR_ENV = "REVIEWS_MODEL_CACHE"
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # reviews_mtl/
-# What the cached model is made of, relative to the reviews_mtl package: the network and its artifact format,
-# the data readers and the sample, the trainer, its labels, splits and metrics (which set the thresholds), the
-# exporter. A unit test checks that each exists.
+# What the cached model is made of, relative to the reviews_mtl package: the network and its artifact format, the
+# tokenizing, the data readers and the sample, the trainer (activation cache, calibration), its labels, splits,
+# metrics and scoring (which set the thresholds and calibrations), the exporter and the int8 rule. A unit test
+# checks that each exists.
 FINGERPRINT_FILES: tuple[str, ...] = (
     "data/aspect_sources.py",
     "data/samplegen.py",
     "data/sources.py",
     "model/artifact.py",
     "model/modeling.py",
+    "model/predictor.py",
+    "training/activations.py",
+    "training/calibration.py",
     "training/datasets.py",
+    "training/encoders.py",
+    "training/export_rule.py",
     "training/lexicon.py",
     "training/metrics.py",
     "training/onnx_export.py",
     "training/presets.py",
+    "training/quantize.py",
+    "training/scoring.py",
     "training/splits.py",
     "training/train.py",
 )

@@ -52,17 +52,22 @@ def sentiment_metrics(y_true: IntArray, y_pred: IntArray, labels: Sequence[str])
     }
 
 
-def rating_metrics(y_true: FloatArray, y_pred: FloatArray) -> dict[str, float]:
+def rating_metrics(y_true: FloatArray, y_pred: FloatArray, stars: IntArray | None = None) -> dict[str, float]:
+    """MAE, RMSE, R² of the float rating; 5-class accuracy of ``stars`` (the most likely star, where the model
+    gives a star distribution) or else of the rounded rating (``rounded_accuracy`` is always the latter)."""
     err = y_pred - y_true
     var = float(np.var(y_true)) if len(y_true) else 0.0
     rounded = np.clip(np.rint(y_pred), 1, 5)
+    picked = rounded if stars is None else np.asarray(stars)
     return {
         "n": len(y_true),
         "mae": float(np.mean(np.abs(err))) if len(err) else 0.0,
         "rmse": float(np.sqrt(np.mean(err**2))) if len(err) else 0.0,
         "r2": float(1 - np.mean(err**2) / var) if var > 0 else 0.0,
         "rounded_mae": float(np.mean(np.abs(rounded - y_true))) if len(err) else 0.0,
-        "accuracy_5class": float(np.mean(rounded == y_true)) if len(err) else 0.0,
+        "rounded_accuracy": float(np.mean(rounded == y_true)) if len(err) else 0.0,
+        "accuracy_5class": float(np.mean(picked == y_true)) if len(err) else 0.0,
+        "stars_mae": float(np.mean(np.abs(picked - y_true))) if len(err) else 0.0,
     }
 
 

@@ -1,4 +1,4 @@
-"""Writing the artifact's model files: safetensors, ONNX fp32, dynamic int8, parity.
+"""Writing the artifact's model files: safetensors, ONNX fp32, int8 (per-token scales), parity.
 
 Start here: :func:`save_model_files` writes weights, tokenizer and ONNX exports for a trained
 :class:`~reviews_mtl.model.modeling.MultiTaskReviewModel` (the config is the caller's:
@@ -24,6 +24,7 @@ from reviews_mtl.model.artifact import (
     ONNX_INPUTS,
     ONNX_INT8_FILE,
     ONNX_OUTPUTS,
+    ONNX_STAR_OUTPUT,
     TOKENIZER_FILE,
     WEIGHTS_FILE,
     ArtifactError,
@@ -76,7 +77,7 @@ def export_onnx(model: MultiTaskReviewModel, out_dir: Path, example_length: int 
             (ids, mask),
             str(path),
             input_names=list(ONNX_INPUTS),
-            output_names=list(ONNX_OUTPUTS),
+            output_names=[*ONNX_OUTPUTS, ONNX_STAR_OUTPUT] if model.heads.has_star_distribution else list(ONNX_OUTPUTS),
             dynamic_axes=ONNX_DYNAMIC_AXES,
             opset_version=ONNX_OPSET,
             do_constant_folding=True,
@@ -85,48 +86,12 @@ def export_onnx(model: MultiTaskReviewModel, out_dir: Path, example_length: int 
     return path
 
 
-# Name fragments of the FFN output projections kept in fp32 (BERT/MiniLM, DistilBERT, RoBERTa-style).
-FP32_NODE_PATTERNS: tuple[str, ...] = ("/output/dense/", "/ffn/lin2/")
-
-
-def _fp32_nodes(path: Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return [
-        node.name
-        for node in graph.node
-        if node.op_type == "MatMul"
-        and any(p in node.name for p in FP32_NODE_PATTERNS)
-        and "/attention/" not in node.name
-    ]
-
-
 def quantize_int8(out_dir: Path) -> Path:
-    """ONNX Runtime dynamic quantization (int8 weights, activations quantized at run time)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Every encoder projection int8 with per-token activation scales (no validation split to judge by: the
+    trainer applies the export rule of :mod:`reviews_mtl.training.export_rule` instead)."""
+    from reviews_mtl.training.quantize import Variant, quantize_per_token
 
-    source = out_dir / ONNX_FP32_FILE
-    target = out_dir / ONNX_INT8_FILE
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantizer logs every tensor at INFO on the root logger
-    try:
-        # MatMul weights only (embeddings stay fp32), per channel, and the FFN's second MatMul (its input is
-        # the GELU output, where activation outliers live) kept in fp32: it raised sentiment-label agreement
-        # with PyTorch above onnxruntime's defaults at the same speed. Each artifact's own figure is in its
-        # metrics.json ("parity") and model card, written by check_parity below.
-        quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-            nodes_to_exclude=_fp32_nodes(source),
-        )
-    finally:
-        root.setLevel(level)
-    return target
+    return quantize_per_token(out_dir / ONNX_FP32_FILE, out_dir / ONNX_INT8_FILE, Variant("int8-all"))
 
 
 def save_model_files(model: MultiTaskReviewModel, encoder_name_or_path: str, out_dir: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ def write_model_card(out_dir: Path, metrics: dict[str, Any], config: ArtifactCon
     test = metrics.get("test", {})
     base = metrics.get("baseline", {}).get("test")
     parity = metrics.get("parity", {})
+    int8 = metrics.get("int8", {})
     lines = [
         f"# {config.model_name} {config.model_version}",
         "",
@@ -72,6 +72,24 @@ def write_model_card(out_dir: Path, metrics: dict[str, Any], config: ArtifactCon
         f"max |Δ| sentiment {_f(parity.get('onnx_fp32', {}).get('max_abs_diff_sentiment'), 6)}.",
         f"- ONNX int8 sentiment label agreement with PyTorch: "
         f"{_f(parity.get('onnx_int8', {}).get('sentiment_label_agreement'), 4)} over {parity.get('rows')} rows.",
+        "",
+        "## int8 export rule (validation, task metrics)",
+        "",
+        f"Shipped: `{int8.get('chosen')}` (per-token activation scales: the same text gets the same output in any "
+        "batch). A candidate may lose at most 0.005 sentiment macro-F1, 0.01 MAE, 0.01 aspect macro-F1 vs fp32.",
+        "",
+        "| graph | sentiment macro-F1 | MAE | aspect macro-F1 | rows/s | × fp32 | meets rule |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            [f"| fp32 | {_f(int8['fp32']['sentiment_macro_f1'], 4)} | {_f(int8['fp32']['rating_mae'], 4)} | "
+             f"{_f(int8['fp32']['aspect_macro_f1'], 4)} | {int8['fp32']['rows_per_s']} | 1.00 | – |"]
+            if int8.get("fp32") else []
+        ),
+        *[
+            f"| {c['name']} | {_f(c['sentiment_macro_f1'], 4)} | {_f(c['rating_mae'], 4)} | "
+            f"{_f(c['aspect_macro_f1'], 4)} | {c['rows_per_s']} | {c['speedup_vs_fp32']:.2f} | {c['meets_rule']} |"
+            for c in int8.get("candidates", [])
+        ],
         "",
         "## Limits",
         "",
@@ -102,7 +120,7 @@ def statistics(stars: Any, predicted_sentiment: Any, texts: list[str], true_sent
     groups = [g for g in groups if len(g) > 1]
     anova = stats.f_oneway(*groups) if len(groups) > 1 else None
     n = table.sum()
-    return {
+    result = {
         "chi_square_rating_vs_predicted_sentiment": None
         if chi is None
         else {
@@ -120,6 +138,23 @@ def statistics(stars: Any, predicted_sentiment: Any, texts: list[str], true_sent
             "mean_words": [float(g.mean()) for g in groups],
         },
     }
+    return {k: v if v is None else {**v, "reading": _reading(k, v)} for k, v in result.items()}
+
+
+def _reading(name: str, test: dict[str, Any]) -> str:
+    """One line saying what a test's figures mean."""
+    if name.startswith("chi_square"):
+        v = test["cramers_v"]
+        strength = "strong" if v >= 0.5 else "moderate" if v >= 0.3 else "weak"
+        return (f"Predicted sentiment depends on the true stars (p = {test['p_value']:.2g}); Cramér's V = {v:.2f} is "
+                f"a {strength} association (1 would be a perfect star → sentiment mapping).")
+    means = test["mean_words"]
+    labels = ("negative", "neutral", "positive")[: len(means)]
+    longest = labels[int(max(range(len(means)), key=lambda i: means[i]))]
+    significant = test["p_value"] < 0.05
+    return (f"Review length {'differs' if significant else 'does not differ significantly'} by true sentiment "
+            f"(F = {test['f']:.1f}, p = {test['p_value']:.2g}); {longest} reviews are the longest "
+            f"({max(means):.0f} words on average).")
 
 
 def _png(fig: Any) -> str:
@@ -127,7 +162,7 @@ def _png(fig: Any) -> str:
     import io
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -150,7 +185,8 @@ def write_html_report(
     model, base = result["test"], result["baseline_test"]
     images: list[tuple[str, str]] = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    plt.rcParams.update({"font.size": 11})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for ax, (title, metrics) in zip(axes, (("model", model), ("TF-IDF + LR", base)), strict=True):
         conf = np.array(metrics["sentiment"]["confusion"])
         ax.imshow(conf, cmap="Blues")
@@ -161,11 +197,12 @@ def write_html_report(
         ax.set_ylabel("true")
         ax.set_title(f"sentiment confusion: {title}")
         for (i, j), v in np.ndenumerate(conf):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=11,
+                    color="white" if v > conf.max() / 2 else "black")
     images.append(("Sentiment confusion matrices", _png(fig)))
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 4.4))
     stars = np.asarray(true_stars)
     data = [np.asarray(predicted_rating)[stars == s] for s in range(1, 6)]
     ax.boxplot([d if len(d) else [np.nan] for d in data], tick_labels=[str(s) for s in range(1, 6)])
@@ -177,7 +214,7 @@ def write_html_report(
     plt.close(fig)
 
     names = list(model["aspects"]["per_aspect"])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(11, 4.4))
     x = np.arange(len(names))
     ax.bar(x - 0.2, [model["aspects"]["per_aspect"][n]["f1"] for n in names], 0.4, label="model")
     ax.bar(x + 0.2, [base["aspects"]["per_aspect"].get(n, {}).get("f1", 0) for n in names], 0.4, label="TF-IDF + LR")
@@ -189,10 +226,10 @@ def write_html_report(
     plt.close(fig)
 
     if history:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         epochs = [h["epoch"] for h in history]
         for key in ("loss", "sentiment", "rating", "aspects"):
-            axes[0].plot(epochs, [h["train_loss"][key] for h in history], marker="o", label=key)
+            axes[0].plot(epochs, [h["train_loss"].get(key, np.nan) for h in history], marker="o", label=key)
         axes[0].set_title("training loss")
         axes[0].set_xlabel("epoch")
         axes[0].legend()
@@ -212,19 +249,60 @@ def write_html_report(
         f"<td>{v['support']}</td></tr>"
         for c, v in model["sentiment"]["per_class"].items()
     )
-    figures = "".join(f"<h3>{html.escape(t)}</h3><img src='data:image/png;base64,{img}'>" for t, img in images)
-    stats_json = html.escape(json.dumps(result["statistics"], indent=2))
-    info = html.escape(json.dumps({"model": result["model"], "data": result["data"], "counts": result["counts"]}))
+    per_aspect = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{_f(v['f1'])}</td>"
+        f"<td>{_f(base['aspects']['per_aspect'].get(n, {}).get('f1'))}</td>"
+        f"<td>{_f(v['precision'])}</td><td>{_f(v['recall'])}</td><td>{v['support']}</td><td>{v['n']}</td></tr>"
+        for n, v in model["aspects"]["per_aspect"].items()
+    )
+    per_source = "".join(
+        f"<tr><td>{html.escape(src)}</td><td>{v['n']}</td><td>{_f(v['macro_f1_target6'])}</td></tr>"
+        for src, v in model.get("per_source", {}).items()
+    )
+    figures = "".join(
+        f"<figure><h3>{html.escape(t)}</h3><img alt='{html.escape(t)}' src='data:image/png;base64,{img}'></figure>"
+        for t, img in images
+    )
+    meta = {**result["model"], "data": result["data"], "split": result.get("split", "test"),
+            **{f"{k} (count)": v for k, v in result["counts"].items()}}
+    meta_rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items()
+    )
+    stat_names = {
+        "chi_square_rating_vs_predicted_sentiment": "Chi-square: true stars × predicted sentiment",
+        "anova_length_by_sentiment": "ANOVA: review length (words) by true sentiment",
+    }
+    stat_rows = []
+    for key, test in result["statistics"].items():
+        if not test:
+            continue
+        figures_of = ", ".join(
+            f"{k} = {_f(v, 4) if isinstance(v, float) else html.escape(str(v))}"
+            for k, v in test.items() if k not in {"reading", "table", "mean_words"}
+        )
+        if "mean_words" in test:
+            figures_of += ", mean words " + " / ".join(f"{m:.0f}" for m in test["mean_words"])
+        stat_rows.append(f"<tr><td><b>{html.escape(stat_names.get(key, key))}</b></td><td>{figures_of}</td>"
+                         f"<td>{html.escape(test.get('reading', ''))}</td></tr>")
+    split = html.escape(result.get("split", "test"))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>reviews-mtl evaluation</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}
-td,th{{padding:2px 10px;border-bottom:1px solid #ddd}}
-pre{{background:#f6f6f6;padding:1em}}</style></head><body>
-<h1>reviews-mtl evaluation</h1><p>{info}</p>
-<h2>Test split: model vs TF-IDF + logistic regression</h2>
-<table><tr><th>metric</th><th>model</th><th>TF-IDF + LR</th></tr>{rows}</table>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:0.8em 0}}td,th{{padding:3px 12px;border-bottom:1px solid #ddd;text-align:left;
+vertical-align:top}}img{{max-width:100%}}figure{{margin:1.2em 0}}</style></head><body>
+<h1>reviews-mtl evaluation</h1>
+<h2>Model and data</h2><table id="metadata">{meta_rows}</table>
+<h2>{split.capitalize()} split: model vs TF-IDF + logistic regression</h2>
+<table id="summary"><tr><th>metric</th><th>model</th><th>TF-IDF + LR</th></tr>{rows}</table>
 <h2>Sentiment per class (model)</h2>
-<table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>{per_class}</table>
-<h2>Plots</h2>{figures}
-<h2>Statistics</h2><pre>{stats_json}</pre></body></html>"""
+<table id="per-class"><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{per_class}</table>
+<h2>Aspects per aspect (human-labelled sentences)</h2>
+<table id="per-aspect"><tr><th>aspect</th><th>F1 model</th><th>F1 TF-IDF</th><th>precision</th><th>recall</th>
+<th>support (positives)</th><th>sentences</th></tr>{per_aspect}</table>
+<h2>Aspects by source (macro-F1 over the six target aspects)</h2>
+<table id="per-source"><tr><th>source</th><th>sentences</th><th>macro-F1</th></tr>{per_source}</table>
+<h2>Statistical tests</h2>
+<table id="statistics"><tr><th>test</th><th>figures</th><th>reading</th></tr>{"".join(stat_rows)}</table>
+<h2>Plots</h2>{figures}</body></html>"""
     path.write_text(page, encoding="utf-8")
     return path

@@ -61,3 +61,16 @@ def write_untrained_artifact(
     (out_dir / METRICS_FILE).write_text(json.dumps({"note": note}) + "\n", encoding="utf-8")
     (out_dir / MODEL_CARD_FILE).write_text(f"# {name}\n\n{note.capitalize()}.\n", encoding="utf-8")
     return out_dir
+
+
+def write_tiny_encoder(out_dir: Path, seed: int = 0) -> Path:
+    """A tiny random BERT as a Hugging Face directory (config, weights, the MiniLM tokenizer): an encoder the
+    trainer loads by path, so tests can run the whole trainer in seconds."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    encoder, _ = encoder_from_config(dict(TINY_ENCODER_CONFIG))
+    out_dir = Path(out_dir)
+    encoder.save_pretrained(str(out_dir))  # type: ignore[operator]
+    AutoTokenizer.from_pretrained(default_encoder(), use_fast=True).save_pretrained(str(out_dir))
+    return out_dir

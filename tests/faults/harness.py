@@ -19,9 +19,18 @@ from typing import Any
 
 from reviews_mtl.contracts import MAX_TEXT_BYTES, Retraction, Review
 from reviews_mtl.kafka import read_topic
-from tests.integration.consumer_harness import Pipeline, assert_aggregates_match_recount, keyed, make_reviews
+from tests.integration.consumer_harness import (
+    Pipeline,
+    assert_aggregates_match_recount,
+    assert_trends_match_recount,
+    keyed,
+    make_reviews,
+)
 
 REVIEWS = int(os.environ.get("REVIEWS_FAULT_REVIEWS", "3000"))
+# Event times spread over this many days, so the per-day buckets are checked too.
+SPREAD_DAYS = 60.0
+SPIKE_PRODUCT = "pspike"
 KILLS = int(os.environ.get("REVIEWS_FAULT_KILLS", "4"))
 REPORT = Path(os.environ.get("REVIEWS_FAULT_REPORT", "runs/faults.jsonl"))
 
@@ -29,7 +38,7 @@ _GOOD = {"review_id": "bad", "product_id": "pbad", "text": "fine"}
 
 
 def bad_catalogue() -> list[tuple[bytes | None, str]]:
-    """At least twelve kinds of bad input, each with the reason the worker must give it."""
+    """Sixteen bad inputs of thirteen kinds, each with the reason the worker must give it."""
     def j(obj: object) -> bytes:
         return json.dumps(obj).encode()
 
@@ -49,7 +58,19 @@ def bad_catalogue() -> list[tuple[bytes | None, str]]:
         (bytes(rnd.randrange(128, 256) for _ in range(64)), "invalid_utf8"),  # random bytes
         (b'{"review_id": "b7", "product_id": "p", "text": "bell\x07"}', "invalid_json"),  # raw control char
         (j({**_GOOD, "review_id": "b8", "text": "\u0000\u0007\u001b"}), "empty_text"),  # only control chars
+        (j({**_GOOD, "review_id": "  "}), "empty_review_id"),
+        (j({**_GOOD, "review_id": "b9", "timestamp": "2026-01-01T00:00:00"}), "invalid_field"),  # no timezone
     ]
+
+
+def spike_reviews() -> list[Review]:
+    """A product praised for a month, then panned in a burst: exactly one negative-share alert must come of it."""
+    now = time.time()
+    praise = [Review(review_id=f"spike-old-{i}", product_id=SPIKE_PRODUCT, timestamp=now - 30 * 86_400 + i * 3600,
+                     text="Excellent quality, works perfectly, I love it. Great product.") for i in range(40)]
+    panned = [Review(review_id=f"spike-new-{i}", product_id=SPIKE_PRODUCT, timestamp=now - 600 + i,
+                     text="Terrible. It broke after one day, total waste of money. Avoid.") for i in range(12)]
+    return praise + panned
 
 
 @dataclass
@@ -108,7 +129,7 @@ class FaultRun:
     def load(self, n: int = REVIEWS, with_bad: bool = True, products: int = 60) -> None:
         """Pre-load the input topic: n valid reviews, the bad catalogue spread through, an edit, a delete and
         a re-send."""
-        self.reviews = make_reviews(n, products=products)
+        self.reviews = make_reviews(n, products=products, spread_days=SPREAD_DAYS) + spike_reviews()
         values: list[tuple[bytes | None, bytes | None]] = list(keyed(self.reviews))
         if with_bad:
             self.bad = bad_catalogue()
@@ -171,6 +192,12 @@ class FaultRun:
         assert (totals.get("resends", 0), totals.get("edits", 0), totals.get("deletes", 0)) == (
             self.resends, len(self.edits), len(self.deletes)), totals
         assert_aggregates_match_recount(self.pipe.store, records)
+        assert_trends_match_recount(self.pipe.store, records, days=int(SPREAD_DAYS) + 2)
+        # Every alert decided is on the alerts topic exactly once; the panned product raised its one.
+        alerts = [json.loads(m.value() or b"") for m in read_topic(self.pipe.kafka, self.pipe.alerts, timeout_s=30)]
+        keys = Counter((a["product_id"], a["kind"], a["at"]) for a in alerts)
+        assert max(keys.values(), default=1) == 1 and len(alerts) == totals.get("alerts", 0), (keys, totals)
+        assert [a["kind"] for a in alerts if a["product_id"] == SPIKE_PRODUCT].count("negative_share") == 1, alerts
         # Watermarks reach the last offset of every input partition. (Read, not asked: Tansu 0.6 answers
         # ListOffsets for the high watermark with 1.)
         last: dict[int, int] = {}

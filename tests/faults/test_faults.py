@@ -42,7 +42,7 @@ def test_bad_input_catalogue_in_valid_traffic(kafka_settings: KafkaSettings, red
     pipe = Pipeline(kafka_settings, redis_url, demo_model_dir, partitions=6)
     run = FaultRun(pipe, "bad input catalogue")
     run.load()
-    assert len({reason for _, reason in run.bad}) >= 12
+    assert len({reason for _, reason in run.bad}) >= 13
     pipe.start_worker(*WORKER_ARGS)
     pipe.start_worker(*WORKER_ARGS)
     try:

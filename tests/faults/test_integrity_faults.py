@@ -214,7 +214,7 @@ def test_sigterm_while_the_broker_is_away_exits_0_within_the_drain_bound(
     cluster = apache_cluster(1)
     kafka = KafkaSettings(bootstrap_servers=cluster.bootstrap_servers)
     pipe = Pipeline(kafka, redis_url, demo_model_dir, partitions=2)
-    pipe.extra_env["REVIEWS_CONSUMER_DRAIN_TIMEOUT_S"] = "10"
+    pipe.extra_env.update({"REVIEWS_CONSUMER_DRAIN_TIMEOUT_S": "10", "REVIEWS_CONSUMER_TRANSACTION_TIMEOUT_MS": "7000"})
     pipe.produce(keyed(make_reviews(2000, products=20)))
     worker = pipe.start_worker(*WORKER_ARGS)
     pipe.wait_until(lambda: pipe.store.totals().get("messages", 0) >= 200, 300, "a few batches")

@@ -115,7 +115,10 @@ def real_run(
             text = TEXTS[(i * (1 + i % products)) % len(TEXTS)]
             # The last two reviews go to a product of their own, which min_reviews=3 must leave out.
             product = f"prod-{i % products}" if i < reviews - 2 else RARE_PRODUCT
-            fh.write(json.dumps({"review_id": f"r{i}", "product_id": product, "text": f"{text} #{i}"}))
+            # Event times spread over the last 20 days, for the per-day trend.
+            stamp = int(time.time()) - (i % 20) * 86_400 - 60
+            fh.write(json.dumps({"review_id": f"r{i}", "product_id": product, "text": f"{text} #{i}",
+                                 "timestamp": stamp}))
             fh.write("\n")
     env = pipe.env()
     produced = subprocess.run(

@@ -50,12 +50,14 @@ class Pipeline:
         self.input = f"{self.name}.reviews"
         self.enriched = f"{self.name}.enriched"
         self.dlq = f"{self.name}.dlq"
+        self.alerts = f"{self.name}.alerts"
         self.group = f"{self.name}-group"
         self.prefix = f"{self.name}"
         rf = self.replication_factor
         create_topic(self.kafka, self.input, self.partitions, rf)
         create_topic(self.kafka, self.enriched, self.partitions, rf)
         create_topic(self.kafka, self.dlq, 1, rf)
+        create_topic(self.kafka, self.alerts, 1, rf)
         self.store = AggregateStore(redis.Redis.from_url(self.redis_url), prefix=self.prefix)
         self.logs: list[Path] = []
 
@@ -68,6 +70,7 @@ class Pipeline:
             "REVIEWS_TOPIC_INPUT": self.input,
             "REVIEWS_TOPIC_ENRICHED": self.enriched,
             "REVIEWS_TOPIC_DLQ": self.dlq,
+            "REVIEWS_TOPIC_ALERTS": self.alerts,
             "REVIEWS_CONSUMER_GROUP_ID": self.group,
             "REVIEWS_CONSUMER_MODEL_DIR": str(self.model_dir),
             "REVIEWS_CONSUMER_METRICS_PORT": "0",
@@ -146,10 +149,12 @@ class Pipeline:
         return totals.get("reviews", 0)
 
 
-def make_reviews(n: int, products: int = 12, start: int = 0) -> list[Review]:
+def make_reviews(n: int, products: int = 12, start: int = 0, spread_days: float = 0.0) -> list[Review]:
+    """``n`` reviews over ``products`` products; event times now, or spread evenly over the last ``spread_days``."""
+    now = time.time()
     return [
         Review(review_id=f"r{i}", product_id=f"p{i % products}", text=TEXTS[i % len(TEXTS)] + f" (#{i})",
-               timestamp=time.time())
+               timestamp=now - spread_days * 86_400 * ((i * 7919) % n) / n if spread_days else now)
         for i in range(start, start + n)
     ]
 
@@ -192,3 +197,22 @@ def assert_aggregates_match_recount(store: AggregateStore, records: list[dict[st
         assert agg.sentiment == {k: sentiment[pid][k] for k in ("negative", "neutral", "positive")}, pid
         assert agg.aspects == {a: aspects[pid][a] for a in ASPECT_NAMES}, pid
         assert abs(agg.rating_sum - rating[pid]) < 1e-3 * n, pid
+
+
+def assert_trends_match_recount(store: AggregateStore, records: list[dict[str, Any]], days: int) -> None:
+    """Every product's per-day buckets equal a recount of the enriched topic grouped by event day."""
+    by_day: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    for r in current_reviews(records).values():
+        stamp = r.get("timestamp") or r["processed_at"]
+        day = by_day[r["product_id"]][time.strftime("%Y-%m-%d", time.gmtime(stamp))]
+        day["reviews"] += 1
+        day[r["sentiment"]["label"]] += 1
+        day.update(f"aspect:{a}" for a in r["aspects_detected"])
+    for pid, expected in by_day.items():
+        got: dict[str, Counter[str]] = {}
+        for d in store.trend(pid, days=days).days:
+            aspects = {f"aspect:{a}": c for a, c in d.aspects.items()}
+            counts = Counter({"reviews": d.review_count, **d.sentiment, **aspects})
+            if +counts:
+                got[d.day] = +counts
+        assert got == {day: +c for day, c in expected.items()}, pid

@@ -8,6 +8,7 @@ screenshot goes to ``$REVIEWS_TEST_ARTIFACTS`` when set (CI uploads it), else to
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -24,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from reviews_mtl.aggregates.api import create_app
+from reviews_mtl.aggregates.prefixes import models_of
 from reviews_mtl.aggregates.store import AggregateStore
 from reviews_mtl.settings import KafkaSettings
 from tests.integration.aggregates_data import RealRun, real_run, serving
@@ -170,6 +172,10 @@ def test_page_renders_products_table(run: RealRun, tmp_path: Path) -> None:
         assert shown == [name for name, _ in agg.top_aspects(3)]
     summary = root.by_id("summary")
     assert summary is not None and summary.text.startswith(f"{store.product_count()} products")
+    # The prefix served and the model that counted it (the worker notes its model in Redis).
+    (model,) = models_of(store.client, store.prefix)
+    caption = root.by_id("model")
+    assert caption is not None and caption.text == f"prefix {store.prefix} · {model.name} {model.version}"
 
 
 def test_page_screenshot(run: RealRun, tmp_path: Path) -> None:
@@ -196,3 +202,59 @@ def test_page_says_when_redis_is_down(tmp_path: Path) -> None:
     status = root.by_id("status")
     assert status is not None and status.attrs.get("data-state") == "error"
     assert "HTTP 503" in status.text
+
+
+def _rows(root: Node) -> list[str]:
+    table = root.by_id("products")
+    assert table is not None
+    return [tr.attrs["data-product-id"] for tr in table.find_all("tr") if "data-product-id" in tr.attrs]
+
+
+def test_page_searches_by_prefix_and_sorts_by_any_ranking(run: RealRun) -> None:
+    store = run.store
+    with serving(create_app(store)) as base:
+        found = _rows(_dom(base + "/" + PAGE_QUERY + "&q=prod-1"))
+        by_negative = _rows(_dom(base + "/" + PAGE_QUERY + "&by=negative_share"))
+        by_recent = _rows(_dom(base + "/" + PAGE_QUERY + "&by=recent_negative_share"))
+    assert found == store.search("prod-1") == ["prod-1"]
+    assert by_negative == [r.product_id for r in store.top("negative_share", n=50, min_reviews=1)]
+    assert by_recent == [r.product_id for r in store.top("recent_negative_share", n=50, min_reviews=1)]
+    assert len(by_negative) == store.product_count()
+
+
+def test_product_view_shows_its_trend_alerts_and_last_reviews(run: RealRun, tmp_path: Path) -> None:
+    store = run.store
+    pid = "prod-1"
+    alert = {"schema_version": 1, "product_id": pid, "kind": "negative_share", "aspect": None, "from": 0.2,
+             "to": 0.7, "recent_reviews": 6.5, "half_life_s": 604800, "at": 1_790_000_000, "review_ids": ["r1"]}
+    store.client.lpush(f"{store.prefix}:alerts:{pid}", json.dumps(alert))
+    store.client.lpush(f"{store.prefix}:alerts", json.dumps(alert))
+    out_dir = Path(os.environ.get("REVIEWS_TEST_ARTIFACTS") or tmp_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with serving(create_app(store)) as base:
+        url = f"{base}/{PAGE_QUERY}#/product/{pid}"
+        root = _dom(url)
+        shot = _chromium(f"--screenshot={out_dir / 'product-page.png'}", "--window-size=1280,1100", url)
+        listing = _dom(base + "/" + PAGE_QUERY)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+
+    title = root.by_id("product-title")
+    assert title is not None and title.text == pid
+    chart = root.by_id("trend-chart")
+    assert chart is not None
+    days = [g for g in chart.find_all("g") if "day" in g.classes()]
+    trend = store.trend(pid, days=30)
+    assert [(g.attrs["data-day"], int(g.attrs["data-count"])) for g in days] == [
+        (d.day, d.review_count) for d in trend.days]
+    assert sum(int(g.attrs["data-count"]) for g in days) > 0
+    bars = [(r.attrs["data-label"], int(r.attrs["data-count"])) for g in days for r in g.find_all("rect")]
+    assert bars == [(label, d.sentiment[label]) for d in trend.days for label in ("negative", "neutral", "positive")]
+    recent = root.by_id("recent")
+    assert recent is not None
+    assert [li.attrs["data-review-id"] for li in recent.find_all("li")] == [
+        r["review_id"] for r in store.recent_reviews(pid)]
+    product_alerts = root.by_id("product-alerts")
+    assert product_alerts is not None and [li.attrs.get("data-kind") for li in product_alerts.find_all("li")] == [
+        "negative_share"]
+    latest = listing.by_id("alerts")
+    assert latest is not None and [li.attrs.get("data-product-id") for li in latest.find_all("li")] == [pid]

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from reviews_mtl.aggregates.api import create_app
 from reviews_mtl.aggregates.keys import valid_rankings
 from reviews_mtl.contracts import ASPECT_NAMES
-from reviews_mtl.settings import KafkaSettings
+from reviews_mtl.settings import AnalyticsSettings, KafkaSettings
 from tests.integration.aggregates_data import RARE_PRODUCT, RealRun, real_run
 
 pytestmark = [pytest.mark.integration]
@@ -32,11 +32,24 @@ class Recount:
     rating_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     aspects: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     complaints: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # Half-life weights, 2^((t - t_first) / half-life): their shares do not depend on the landmark.
+    weight: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    negative_weight: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    complaint_weight: dict[str, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float)))
 
     @classmethod
     def of(cls, records: list[dict[str, Any]]) -> Recount:
         rc = cls()
+        half_life = AnalyticsSettings().half_life_s
+        first = {r["product_id"]: int(r.get("timestamp") or r["processed_at"]) for r in reversed(records)}
         for r in records:
+            w = 2 ** ((int(r.get("timestamp") or r["processed_at"]) - first[r["product_id"]]) / half_life)
+            rc.weight[r["product_id"]] += w
+            if r["sentiment"]["label"] == "negative":
+                rc.negative_weight[r["product_id"]] += w
+                for a in r["aspects_detected"]:
+                    rc.complaint_weight[r["product_id"]][a] += w
             pid, label = r["product_id"], r["sentiment"]["label"]
             rc.count[pid] += 1
             rc.sentiment[pid][label] += 1
@@ -56,7 +69,11 @@ class Recount:
             return {p: self.sentiment[p]["positive"] / n for p, n in self.count.items()}
         if by == "rating_mean":
             return {p: self.rating_sum[p] / n for p, n in self.count.items()}
+        if by == "recent_negative_share":
+            return {p: self.negative_weight[p] / self.weight[p] for p in self.count}
         kind, _, name = by.partition(":")
+        if kind == "recent_complaints":
+            return {p: c[name] / self.weight[p] for p, c in self.complaint_weight.items() if c[name] > 0}
         source = self.aspects if kind == "aspect" else self.complaints
         return {p: float(c[name]) for p, c in source.items() if c[name] > 0}
 

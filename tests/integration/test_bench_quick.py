@@ -48,6 +48,7 @@ def test_bench_quick_end_to_end(
         latency_warmup=32,
         seed_reviews=32,
         phases_reviews=200,
+        shadow_reviews=200,
         ceiling_reviews=400,
         ceiling_redis_reviews=2000,
         log_dir=tmp_path / "logs",
@@ -70,6 +71,9 @@ def test_bench_quick_end_to_end(
     assert latency["reviews"] >= 20 and 0 < latency["p50_s"] <= latency["p99_s"]
     assert loaded["seed_setup"]["batch_size"] == 16 and loaded["seed_setup"]["padded_length"] == 128
     assert loaded["phases"]["reviews"] == 200
+    shadow = loaded["shadow"]
+    assert [(r["shadow"], r["reviews"]) for r in shadow["runs"]] == [(False, 200), (True, 200)]
+    assert shadow["runs"][1]["shadow_reviews"] == 200 and shadow["shadow_s_per_batch"] > 0
     assert set(loaded["targets"]) >= {"e2e_over_model_only", "e2e_over_seed", "e2e_latency_p99_s_at_50pct"}
     assert {p.name for p in plots} == {"throughput_vs_batch.png", "latency_vs_load.png", "phases.png"}
     assert loaded["ceiling_reviews_per_s"] > 0

@@ -31,14 +31,16 @@ pytestmark = [pytest.mark.integration]
 def test_ensure_topics_creates_the_documented_layout_and_is_idempotent(kafka_settings: KafkaSettings) -> None:
     suffix = uuid.uuid4().hex[:8]
     topics = TopicSettings(
-        input=f"reviews-{suffix}", enriched=f"reviews-{suffix}.enriched", dlq=f"reviews-{suffix}.dlq", partitions=4
+        input=f"reviews-{suffix}", enriched=f"reviews-{suffix}.enriched", dlq=f"reviews-{suffix}.dlq",
+        alerts=f"reviews-{suffix}.alerts", partitions=4,
     )
     ensure_topics(kafka_settings, topics)
     ensure_topics(kafka_settings, topics)  # existing topics are accepted as they are
 
     metadata = make_admin(kafka_settings).list_topics(timeout=10)
-    counts = {name: len(metadata.topics[name].partitions) for name in (topics.input, topics.enriched, topics.dlq)}
-    assert counts == {topics.input: 4, topics.enriched: 4, topics.dlq: DLQ_PARTITIONS}
+    names = (topics.input, topics.enriched, topics.dlq, topics.alerts)
+    counts = {name: len(metadata.topics[name].partitions) for name in names}
+    assert counts == {topics.input: 4, topics.enriched: 4, topics.dlq: DLQ_PARTITIONS, topics.alerts: DLQ_PARTITIONS}
 
 
 @pytest.mark.smoke

@@ -33,15 +33,21 @@ def test_artifact_is_complete(demo_model_dir: Path) -> None:
     assert (demo_model_dir / "MODEL_CARD.md").read_text().startswith("# reviews-mtl-demo")
 
 
-def test_export_parity_recorded_at_training(demo_model_dir: Path) -> None:
-    parity = json.loads((demo_model_dir / "metrics.json").read_text())["parity"]
+def test_export_parity_and_the_int8_rule_recorded_at_training(demo_model_dir: Path) -> None:
+    metrics = json.loads((demo_model_dir / "metrics.json").read_text())
+    parity = metrics["parity"]
     assert parity["rows"] >= 100
     assert parity["onnx_fp32"]["allclose_atol_1e-4"], parity["onnx_fp32"]
-    # The issue asks >= 99% of validation rows. The demo model (200 steps) leaves many near-ties, and its
-    # figure moved between 98.75% and 99.5% over retrains on 400 rows; the full model measured 99.4% on
-    # 1,000 rows (see test_full_model_int8_agreement). 98% here still catches a broken quantization
-    # (onnxruntime's defaults gave 95.75% on a demo model).
-    assert parity["onnx_int8"]["sentiment_label_agreement"] >= 0.98, parity["onnx_int8"]
+    # int8 is judged by task metrics on validation (the export rule), not by label agreement: the shipped graph
+    # loses at most 0.005 sentiment macro-F1, 0.01 MAE and 0.01 aspect macro-F1 against fp32.
+    int8 = metrics["int8"]
+    chosen = next((c for c in int8["candidates"] if c["name"] == int8["chosen"]), None)
+    if chosen is not None:
+        assert chosen["meets_rule"]
+        assert chosen["sentiment_f1_drop"] <= 0.005 + 1e-9 and chosen["mae_increase"] <= 0.01 + 1e-9
+        assert chosen["aspect_f1_drop"] <= 0.01 + 1e-9
+    else:
+        assert int8["chosen"] == "fp32"
 
 
 def test_beats_the_majority_class_on_the_held_out_split(demo_model_dir: Path) -> None:
@@ -95,10 +101,11 @@ def test_int8_and_fp32_agree_on_sample_reviews(demo_model_dir: Path) -> None:
 @pytest.mark.skipif(
     not os.environ.get("REVIEWS_FULL_MODEL_DIR"), reason="set REVIEWS_FULL_MODEL_DIR to a trained full artifact"
 )
-def test_full_model_int8_agreement() -> None:
-    """The issue's bar on a full model: int8 agrees with PyTorch on >= 99% of validation rows."""
+def test_full_model_int8_meets_the_rule() -> None:
+    """The export rule on a full model: the shipped int8 graph within the allowed task-metric losses."""
     full = Path(os.environ["REVIEWS_FULL_MODEL_DIR"])
-    parity = json.loads((full / "metrics.json").read_text())["parity"]
-    assert parity["rows"] >= 500
-    assert parity["onnx_fp32"]["allclose_atol_1e-4"]
-    assert parity["onnx_int8"]["sentiment_label_agreement"] >= 0.99, parity["onnx_int8"]
+    metrics = json.loads((full / "metrics.json").read_text())
+    assert metrics["parity"]["onnx_fp32"]["allclose_atol_1e-4"]
+    int8 = metrics["int8"]
+    assert int8["rows"] >= 500
+    assert int8["chosen"] == "fp32" or any(c["meets_rule"] for c in int8["candidates"] if c["name"] == int8["chosen"])

@@ -1,6 +1,7 @@
-"""``reviews-mtl stack up|status|down`` end to end, as a user runs it: subprocesses, real Tansu and Redis.
+"""``reviews-mtl stack up --broker tansu|status|down`` end to end, as a user runs it: subprocesses, real Tansu and
+Redis (the default broker, Apache Kafka, is in test_stack_default_tools.py).
 
-Independent of REVIEWS_TEST_KAFKA: the embedded stack is always Tansu + redis-server.
+Independent of REVIEWS_TEST_KAFKA: the stack starts its own servers.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _pids(payload: dict[str, Any]) -> list[int]:
 def test_stack_up_status_down(tmp_path: Path) -> None:
     state_dir = tmp_path / "stack"
     started = time.monotonic()
-    up = cli("stack", "up", "--partitions", "3", "--state-dir", str(state_dir))
+    up = cli("stack", "up", "--broker", "tansu", "--partitions", "3", "--state-dir", str(state_dir))
     up_seconds = time.monotonic() - started
     assert up.returncode == 0, up.stderr
     assert "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:" in up.stdout
@@ -59,6 +60,7 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
     try:
         assert code == 0
         assert payload["running"] is True
+        assert payload["broker"] == "tansu"
         assert payload["bootstrap_servers"].startswith("127.0.0.1:")
         assert payload["redis_url"].startswith("redis://127.0.0.1:")
         assert set(payload["processes"]) == {"kafka", "redis"}
@@ -104,7 +106,7 @@ def test_stack_up_on_a_taken_port_fails_cleanly(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli("stack", "up", "--kafka-port", str(port), "--state-dir", str(state_dir))
+        result = cli("stack", "up", "--broker", "tansu", "--kafka-port", str(port), "--state-dir", str(state_dir))
     assert result.returncode == 1
     assert f"kafka port {port} is already in use" in result.stderr
     assert not (state_dir / "stack.json").exists()
@@ -113,7 +115,7 @@ def test_stack_up_on_a_taken_port_fails_cleanly(tmp_path: Path) -> None:
 
 def test_status_reports_a_dead_process(tmp_path: Path) -> None:
     state_dir = tmp_path / "stack"
-    assert cli("stack", "up", "--partitions", "1", "--state-dir", str(state_dir)).returncode == 0
+    assert cli("stack", "up", "--broker", "tansu", "--partitions", "1", "--state-dir", str(state_dir)).returncode == 0
     _, payload = status(state_dir)
     try:
         redis_pid = payload["processes"]["redis"]["pid"]

@@ -86,7 +86,7 @@ def test_cli_builds_the_config(tmp_path: Path) -> None:
     ])
     assert args.func.__module__ == "reviews_mtl.bench.cli"
     config = config_from_args(args)
-    assert config.parts == ("model-only", "e2e", "predict-api", "redis", "ceiling")
+    assert config.parts == ("model-only", "e2e", "predict-api", "redis", "shadow", "ceiling")
     assert config.replicas == (1, 2, 3)
     assert config.loads == (0.5,)
     assert config.batch_sizes == (4, 8)
@@ -94,7 +94,7 @@ def test_cli_builds_the_config(tmp_path: Path) -> None:
     assert config.quick
     with pytest.raises(SystemExit):
         config_from_args(build_parser().parse_args(["bench", "--model", str(tmp_path), "--only", "nope"]))
-    assert set(PARTS) == {"model-only", "e2e", "seed", "phases", "predict-api", "redis", "ceiling"}
+    assert set(PARTS) == {"model-only", "e2e", "seed", "phases", "predict-api", "redis", "shadow", "ceiling"}
 
 
 def test_phase_breakdown_accounts_for_the_whole_wall_time() -> None:

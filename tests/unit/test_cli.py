@@ -9,7 +9,8 @@ import pytest
 
 from reviews_mtl.cli import build_parser, main
 
-COMMANDS = ["stack", "train", "evaluate", "predict", "produce", "consume", "aggregates", "dlq", "serve-model", "bench"]
+COMMANDS = ["stack", "train", "evaluate", "predict", "produce", "consume", "backfill", "aggregates", "dlq",
+            "serve-model", "bench"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -1,4 +1,4 @@
-"""docker-compose.yml, Prometheus and Grafana files, checked by parsing (no Docker engine runs here).
+"""docker-compose.yml, Prometheus and Grafana files, checked by parsing (tests/compose runs the file for real).
 
 What a typo would break silently at `docker compose up` is checked against the code it must agree with:
 environment names against the settings classes, the dashboard's PromQL against the worker's metrics.
@@ -65,9 +65,16 @@ def test_settings_env_names_are_derived_from_the_classes() -> None:
     assert "REVIEWS_CONSUMER_NOT_A_FIELD" not in names
 
 
+def host_port(mapping: str) -> tuple[str, str]:
+    """``"${VAR:-9092}:9092"`` -> (the host port's default, the container port)."""
+    match = re.fullmatch(r"(?:\$\{\w+:-(\d+)\}|(\d+)):(\d+)", mapping)
+    assert match, mapping
+    return match.group(1) or match.group(2), match.group(3)
+
+
 def test_all_services_are_there(services: dict[str, Any]) -> None:
     assert set(services) == {
-        "kafka", "kafka-init", "redis", "trainer", "consumer", "producer", "prometheus", "grafana",
+        "kafka", "kafka-init", "redis", "trainer", "consumer", "producer", "aggregates", "prometheus", "grafana",
     }
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka-init"]["image"] == services["kafka"]["image"]
@@ -80,6 +87,7 @@ def test_our_services_are_built_from_our_dockerfiles(services: dict[str, Any]) -
     expected = {
         "consumer": "deploy/docker/Dockerfile.worker",
         "producer": "deploy/docker/Dockerfile.worker",
+        "aggregates": "deploy/docker/Dockerfile.worker",
         "trainer": "deploy/docker/Dockerfile.trainer",
     }
     assert set(own_services(services)) == set(expected)
@@ -103,31 +111,60 @@ def test_kafka_is_kraft_with_an_internal_and_a_host_listener(services: dict[str,
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     advertised = dict(item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
     assert advertised["INTERNAL"] == "kafka:19092"
-    assert advertised["HOST"] == "localhost:9092"
-    assert "9092:9092" in kafka["ports"]
+    # The HOST listener advertises the host side of the published port, default and override alike.
+    (mapping,) = kafka["ports"]
+    variable = re.match(r"\$\{(\w+):-", mapping)
+    assert variable, mapping
+    assert advertised["HOST"] == f"localhost:${{{variable.group(1)}:-9092}}"
+    assert host_port(mapping) == ("9092", "9092")
+    assert "HOST://:9092" in env["KAFKA_LISTENERS"]
     # A single broker can only run transactions if their state log needs one replica.
     assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
     assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
     for name, service in own_services(services).items():
-        if name != "trainer":
+        if name not in ("trainer", "aggregates"):
             assert env_of(service)["KAFKA_BOOTSTRAP_SERVERS"] == advertised["INTERNAL"], name
 
 
-def test_topic_init_creates_the_three_topics(services: dict[str, Any]) -> None:
+def test_topic_init_creates_every_topic_the_worker_writes(services: dict[str, Any]) -> None:
     script = "\n".join(services["kafka-init"]["command"])
     created = dict(re.findall(r"--create --if-not-exists --topic (\S+) --partitions (\d+)", script))
     topics = TopicSettings()
-    assert set(created) == {topics.input, topics.enriched, topics.dlq}
+    assert set(created) == {topics.input, topics.enriched, topics.dlq, topics.alerts}
     assert int(created[topics.input]) == 6 == topics.partitions
     assert services["kafka-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_healthchecks(services: dict[str, Any]) -> None:
-    assert "kafka-broker-api-versions.sh" in " ".join(services["kafka"]["healthcheck"]["test"])
+    kafka_check = " ".join(services["kafka"]["healthcheck"]["test"])
+    # Through the INTERNAL listener: the HOST one advertises a host port the container cannot reach.
+    assert "kafka-broker-api-versions.sh --bootstrap-server kafka:19092" in kafka_check
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     consumer_check = " ".join(services["consumer"]["healthcheck"]["test"])
     port = env_of(services["consumer"])["REVIEWS_CONSUMER_METRICS_PORT"]
     assert f"http://127.0.0.1:{port}/healthz" in consumer_check
+
+
+def test_the_aggregates_api_is_published_and_reads_the_compose_redis(services: dict[str, Any]) -> None:
+    from reviews_mtl.settings import ApiSettings
+
+    api = services["aggregates"]
+    assert api["command"] == ["aggregates", "serve"]
+    env = env_of(api)
+    assert env["REVIEWS_API_HOST"] == "0.0.0.0"  # the default 127.0.0.1 would be unreachable from the host
+    (mapping,) = api["ports"]
+    assert host_port(mapping) == (str(ApiSettings().port), env["REVIEWS_API_PORT"])
+    assert env["REDIS_URL"] == env_of(services["consumer"])["REDIS_URL"]
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_host_ports_can_be_moved(services: dict[str, Any]) -> None:
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert set(published) == {"kafka", "redis", "aggregates", "prometheus", "grafana"}
+    for name, (mapping,) in published.items():
+        assert mapping.startswith(f"${{REVIEWS_COMPOSE_{name.upper() if name != 'aggregates' else 'API'}_PORT:-"), (
+            name, mapping)
 
 
 def test_redis_keeps_an_append_only_file_on_a_volume(services: dict[str, Any]) -> None:
@@ -271,6 +308,10 @@ def test_dashboard_covers_what_the_issue_asks_for(dashboard: dict[str, Any]) -> 
     assert "histogram_quantile(0.99, sum by (le) (rate(reviews_mtl_end_to_end_latency_seconds_bucket" in exprs
     assert "reviews_mtl_batch_size_messages" in exprs
     assert "sum by (reason) (rate(reviews_mtl_dead_letters_total" in exprs
+    # The analytics issue: alerts, live MAE and accuracy per model version, drift.
+    for metric in ("reviews_mtl_alerts_total", "reviews_mtl_live_rating_mae", "reviews_mtl_live_star5_accuracy",
+                   "reviews_mtl_live_sentiment_agreement", "reviews_mtl_prediction_drift_psi"):
+        assert metric in exprs, metric
 
 
 def test_dashboard_panels_use_the_provisioned_datasource(dashboard: dict[str, Any]) -> None:

@@ -53,11 +53,13 @@ def test_instruction_parser() -> None:
     assert all(kw.isupper() and kw.isalpha() for kw, _ in instructions("Dockerfile.worker"))
 
 
-def test_worker_is_python_slim_and_installs_base_dependencies_only() -> None:
+def test_worker_is_python_slim_and_installs_base_dependencies_and_the_api_only() -> None:
     (base,) = args_of("Dockerfile.worker", "FROM")
     assert re.fullmatch(r"python:3\.1\d-slim(-\w+)?", base)
     (install,) = pip_installs("Dockerfile.worker")
-    assert install.split() == ["pip", "install", "/src"]  # no `[extra]`
+    assert install.split() == ["pip", "install", '"/src[api]"']  # the read API's FastAPI, no other extra
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(dep.startswith(("torch", "transformers")) for dep in project["optional-dependencies"]["api"])
     assert "torch" not in install
     # And the build refuses an image where torch arrived anyway, through some dependency.
     assert "! pip show torch" in " ".join(args_of("Dockerfile.worker", "RUN"))

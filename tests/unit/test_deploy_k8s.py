@@ -7,6 +7,7 @@ kustomization have no schema there; their fields are checked by the tests below.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,23 @@ def test_keda_lag_threshold_is_throughput_times_drain_time(manifests: list[dict[
     drain = float(notes["reviews-mtl/target-drain-seconds"])
     (trigger,) = scaled["spec"]["triggers"]
     assert int(trigger["metadata"]["lagThreshold"]) == math.ceil(rate * drain)
+
+
+def test_keda_per_replica_throughput_is_the_benchmarks_measured_figure(
+    manifests: list[dict[str, Any]], deployments: dict[str, dict[str, Any]]
+) -> None:
+    """A pod is one replica with 2 CPUs and 2 ONNX threads: the README's end-to-end row for 1 replica x 2 threads
+    (`reviews-mtl bench`, "Measured speed") is the figure KEDA must plan with, not a placeholder."""
+    readme = (K8S.parents[1] / "README.md").read_text()
+    match = re.search(r"^\| end to end, 1 replica × 2 threads[^|]*\| \*{0,2}([\d.]+)\*{0,2} /", readme, re.MULTILINE)
+    assert match, "README.md's 'Measured speed' table lost its end-to-end row"
+    measured = float(match.group(1))
+    container = worker_container(deployments["reviews-mtl-worker"])
+    assert container["resources"]["requests"]["cpu"] == "2"
+    assert {e["name"]: e.get("value") for e in container["env"]}["REVIEWS_CONSUMER_INTRA_OP_THREADS"] == "2"
+    scaled = one(manifests, "ScaledObject", "reviews-mtl-worker")
+    rate = float(scaled["metadata"]["annotations"]["reviews-mtl/per-replica-reviews-per-second"])
+    assert rate == math.floor(measured), f"KEDA plans with {rate} reviews/s per replica; bench measured {measured}"
 
 
 def test_keda_never_asks_for_more_replicas_than_partitions(

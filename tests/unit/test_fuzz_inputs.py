@@ -89,11 +89,11 @@ class FakePredictor:
 class SerializingStore(MemoryStore):
     """The in-memory store, checking that what the real store would send to Redis serializes."""
 
-    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "") -> ApplyResult:
+    def apply_batch(self, parts: Sequence[PartitionBatch], *, lock: str = "", alerts: bool = True) -> ApplyResult:
         bits = {name: 1 << i for i, name in enumerate(ASPECT_NAMES)}
         for part in parts:
             json.dumps(part.payload(bits))
-        return super().apply_batch(parts, lock=lock)
+        return super().apply_batch(parts, lock=lock, alerts=alerts)
 
 
 VALUES = st.binary(max_size=300) | JSON_VALUES.map(_dumps) | REVIEWISH.map(_dumps) \
@@ -265,3 +265,11 @@ def test_stripping_control_characters_removes_exactly_the_listed_ones() -> None:
         text = f"a{chr(code)}b"
         assert strip_control_characters(text) == text.translate(_CONTROL_CHARS)
         assert (strip_control_characters(text) == "ab") == (code in _CONTROL_CHARS)
+
+
+def test_the_fast_path_knows_every_field_of_the_contract() -> None:
+    # A field added to Review or Retraction must be checked by the fast path too, or it would skip validation.
+    from reviews_mtl.contracts import _OPTIONAL_TYPES
+
+    assert set(Review.model_fields) == {"schema_version", "review_id", "product_id", "text", *_OPTIONAL_TYPES}
+    assert set(Retraction.model_fields) == {"schema_version", "op", "review_id", "product_id", "version", "timestamp"}

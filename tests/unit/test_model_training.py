@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +65,6 @@ def test_freeze_lower_layers() -> None:
     assert any(".layer.0." in n for n in frozen)
     assert not any(".layer.1." in n for n in frozen)
     assert not any("head" in n for n in frozen)
-
-
-def test_choose_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reviews_mtl.training import train
-
-    assert train.choose_threads(3) == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 0.0, 0.0))
-    assert train.choose_threads(0) == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
-    assert train.choose_threads(0) == 2
 
 
 def test_demo_cache_key_depends_on_the_data(tmp_path: Path) -> None:
