@@ -14,6 +14,7 @@ import redis
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
+from consumer.batcher import AdaptivePolicy
 from consumer.http import serve
 from consumer.live_quality import LiveQuality
 from consumer.metrics import WorkerMetrics
@@ -194,6 +195,13 @@ def build_worker(
         drain_timeout_s=settings.drain_timeout_s,
         stuck_after_failures=settings.stuck_after_failures,
         integrity_recheck_s=settings.integrity_recheck_s,
+        adaptive=AdaptivePolicy(
+            latency_target_s=settings.latency_target_ms / 1000.0, max_records=settings.batch_max_records,
+            deep_max_records=max(settings.batch_max_records, settings.batch_deep_max_records),
+            max_wait_s=settings.batch_max_wait_ms / 1000.0,
+            # A SIGTERM finishes the batch in hand: half the drain bound for it, the rest for the commit and leaving.
+            max_batch_s=settings.drain_timeout_s / 2,
+        ) if settings.batch_adaptive else None,
     )
     processor = BatchProcessor(predictor, store, dead_letter_max_value_bytes=settings.dlq_max_value_bytes)
     live_quality = LiveQuality(metrics, analytics.quality_window, prediction_reference(settings.model_dir))

@@ -147,19 +147,27 @@ class KafkaOutput:
     # -- internals --------------------------------------------------------------------------------------
 
     def _produce_all(self, out: BatchOutput) -> None:
-        for topic, records in ((self.enriched_topic, out.enriched), (self.dlq_topic, out.dead_letters),
-                               (self.alerts_topic, out.alerts)):
-            for rec in records:
-                self._produce(topic, rec)
+        # In a transaction no per-record delivery callback: commit_transaction flushes and fails (abortable) when any
+        # record failed, so a Python call per record would only repeat what the commit reports.
+        callback = None if self.transactional else self._on_delivery
+        produce = self.producer.produce
+        groups = [(self.enriched_topic, out.enriched), (self.dlq_topic, out.dead_letters),
+                  (self.alerts_topic, out.alerts)]
         if self.shadow_topic is not None:
-            for rec in out.shadow:
-                self._produce(self.shadow_topic, rec)
+            groups.append((self.shadow_topic, out.shadow))
+        for topic, records in groups:
+            for rec in records:
+                try:
+                    produce(topic, value=rec.value, key=rec.key, headers=rec.headers, on_delivery=callback)
+                except (BufferError, KafkaException):
+                    self._produce(topic, rec, callback)  # the slow path: queue full, or a record refused
 
-    def _produce(self, topic: str, rec: OutRecord) -> None:
+    def _produce(self, topic: str, rec: OutRecord, callback: Callable[[KafkaError | None, Message], None] | None
+                 ) -> None:
         while True:
             try:
                 self.producer.produce(topic, value=rec.value, key=rec.key, headers=rec.headers,
-                                      on_delivery=self._on_delivery)
+                                      on_delivery=callback)
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain

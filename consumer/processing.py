@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from consumer.live_quality import Observed
+from consumer.records import record_bytes
 from reviews_mtl.aggregates.keys import review_state_address
 from reviews_mtl.aggregates.store import AppliedRecord, ApplyResult, LastAppliedBatch, PartitionBatch, Violation
 from reviews_mtl.contracts import (
@@ -325,7 +326,7 @@ class BatchProcessor:
                 continue
             try:
                 v.record = self._record(v, pred, now, per_review_ms)
-                v.payload = v.record.to_bytes()
+                v.payload = record_bytes(v.record)  # serialized once (consumer.records)
             except Exception as exc:  # a record that cannot be built is a dead letter
                 v.record = None
                 broken.append((v, _internal_error("building the enriched record", exc, v.msg.value)))

@@ -29,7 +29,7 @@ from typing import Protocol
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from consumer.batcher import MicroBatcher
+from consumer.batcher import AdaptiveBatcher, AdaptivePolicy, MicroBatcher
 from consumer.live_quality import LiveQuality
 from consumer.metrics import WorkerMetrics
 from consumer.output import KafkaOutput, OutputError
@@ -52,6 +52,8 @@ class WorkerOptions:
     stuck_after_failures: int = 5
     # How often a partition set aside for its integrity is checked again (after a rebuild it is taken back).
     integrity_recheck_s: float = 5.0
+    # Batch sizes and waits from a p99 target and what batches cost (consumer.batcher.AdaptiveBatcher); None: fixed.
+    adaptive: AdaptivePolicy | None = None
 
 # What an operator does about a partition set aside, by reason.
 _REPAIR = {
@@ -103,8 +105,9 @@ class Worker:
         self.options = options
         self.clock = clock
         self.between_batches = between_batches
-        self.batcher = MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock,
-                                    idle_close_s=options.batch_idle_close_s)
+        self.batcher = AdaptiveBatcher(consumer, options.adaptive, clock) if options.adaptive is not None else \
+            MicroBatcher(consumer, options.batch_max_records, options.batch_max_wait_s, clock,
+                         idle_close_s=options.batch_idle_close_s)
         self.assigned: set[tuple[str, int]] = set()
         # Bumped on every assignment of a partition: messages in hand from an older epoch were fetched
         # before a revoke, and librdkafka restarts a re-assigned partition at its committed offset.
@@ -331,7 +334,9 @@ class Worker:
         now = time.time()
         for ts in out.event_times:
             self.metrics.end_to_end_seconds.observe(max(0.0, now - ts))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.batch_seconds.observe(seconds)
+        self.batcher.observe(len(messages), seconds)  # batch sizing: what this batch cost
 
     def _process_with_retry(self, messages: list[InMessage]) -> BatchOutput | None:
         backoff = 0.1

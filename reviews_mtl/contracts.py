@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SCHEMA_VERSION = 1
@@ -53,8 +55,12 @@ SentimentLabel = Literal["negative", "neutral", "positive"]
 _CONTROL_CHARS = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 
+_CONTROL_CHARS_FOUND = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def strip_control_characters(value: str) -> str:
-    return value.translate(_CONTROL_CHARS)
+    # Looking first is a fast scan; most texts have none, and translating is a slow per-character mapping.
+    return value.translate(_CONTROL_CHARS) if _CONTROL_CHARS_FOUND.search(value) else value
 
 
 # A predicted rating as published and counted: four decimals are far below what a star means, and Redis keeps the
@@ -176,6 +182,11 @@ class Retraction(BaseModel):
         return self.model_dump_json(exclude_none=True).encode("utf-8")
 
 
+# Each field's default, in field order (the required ids and text are always given on the fast path).
+_REVIEW_DEFAULTS: dict[str, Any] = {name: f.default for name, f in Review.model_fields.items()}
+_RETRACTION_DEFAULTS: dict[str, Any] = {name: f.default for name, f in Retraction.model_fields.items()}
+
+
 def supersedes(new_version: int | None, new_time: float | None,
                old_version: int | None, old_time: float | None) -> bool:
     """Whether a message about a review replaces what was counted for it: a higher version where both have one,
@@ -240,10 +251,14 @@ def _timestamp_to_epoch(obj: dict[str, Any]) -> str | None:
     return None
 
 
+# C0 and C1 control characters and DEL: not allowed in ids, user ids and categories.
+_ID_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _control_character_field(obj: dict[str, Any]) -> str | None:
     for name in ("review_id", "product_id", "user_id", "category"):
         value = obj.get(name)
-        if isinstance(value, str) and any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
+        if isinstance(value, str) and _ID_CONTROL_CHARACTERS.search(value) is not None:
             return f"{name}: control characters are not allowed"
     return None
 
@@ -258,6 +273,17 @@ def validate_review_object(obj: object) -> Review | DecodeFailure:
 
 def validate_message_object(obj: object) -> Review | Retraction | DecodeFailure:
     """Validate an already-parsed object (from JSON, CSV or Parquet) against the input contract."""
+    checked = _precheck(obj)
+    if isinstance(checked, DecodeFailure):
+        return checked
+    op, fields = checked
+    built = _checked_retraction(fields) if op == "delete" else _checked_review(fields)
+    return built if built is not None else _validate_fields(op, fields)
+
+
+def _precheck(obj: object) -> tuple[str, dict[str, Any]] | DecodeFailure:
+    """The contract's checks that name a reason of their own; returns the op and the fields to validate (a copy,
+    with control characters stripped from text and title and the timestamp as epoch seconds)."""
     if not isinstance(obj, dict):
         return DecodeFailure(DecodeReason.NOT_AN_OBJECT, f"expected a JSON object, got {type(obj).__name__}", None)
     version = obj.get("schema_version", SCHEMA_VERSION)
@@ -272,31 +298,39 @@ def validate_message_object(obj: object) -> Review | Retraction | DecodeFailure:
     op = obj.get("op", "upsert")
     if op not in ("upsert", "delete"):
         return DecodeFailure(DecodeReason.INVALID_FIELD, f"op: {str(op)[:40]!r} is neither 'upsert' nor 'delete'", None)
-    obj = {k: strip_control_characters(v) if k in ("text", "title") and isinstance(v, str) else v
-           for k, v in obj.items()}
+    fields = dict(obj)
+    for name in ("text", "title"):
+        value = fields.get(name)
+        if isinstance(value, str):
+            fields[name] = strip_control_characters(value)
     for name in _REQUIRED_FOR_DELETE if op == "delete" else _REQUIRED:
-        if obj.get(name) is None:
+        if fields.get(name) is None:
             return DecodeFailure(DecodeReason[f"MISSING_{name.upper()}"], f"{name} is required", None)
-        value = obj[name]
+        value = fields[name]
         if not isinstance(value, str):
             return DecodeFailure(DecodeReason.WRONG_TYPE, f"{name} must be a string, got {type(value).__name__}", None)
         if not value.strip():
             return DecodeFailure(DecodeReason[f"EMPTY_{name.upper()}"], f"{name} is empty", None)
-    if op == "upsert" and len(obj["text"].encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+    if op == "upsert" and _utf8_size(fields["text"]) > MAX_TEXT_BYTES:
         return DecodeFailure(
             DecodeReason.TEXT_TOO_LONG, f"text is longer than the limit of {MAX_TEXT_BYTES} bytes", None
         )
-    fields = dict(obj)
     refused = _control_character_field(fields) or _timestamp_to_epoch(fields)
     if refused is not None:
         return DecodeFailure(DecodeReason.INVALID_FIELD, refused, None)
     rating = fields.get("rating")
     if isinstance(rating, float) and rating.is_integer():
         fields["rating"] = int(rating)  # JSON writers often send 5 as 5.0; 4.5 is still refused
+    if op == "upsert":
+        fields.pop("op", None)
+    return op, fields
+
+
+def _validate_fields(op: str, fields: dict[str, Any]) -> Review | Retraction | DecodeFailure:
+    """Pydantic's validation of pre-checked fields, whose first error becomes the failure's reason."""
     try:
         if op == "delete":
             return Retraction.model_validate(fields)
-        fields.pop("op", None)
         return Review.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -305,18 +339,124 @@ def validate_message_object(obj: object) -> Review | Retraction | DecodeFailure:
         return DecodeFailure(reason, f"{where}: {first['msg']}", None)
 
 
-def decode_review(raw: bytes | None) -> Review | Retraction | DecodeFailure:
-    """Decode one message value. Never raises: bad input becomes a :class:`DecodeFailure`."""
-    if not raw:
-        return DecodeFailure(DecodeReason.EMPTY_VALUE, "message has no value", raw)
+def _utf8_size(value: str) -> int:
+    return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+
+
+def _plain_string(value: str) -> bool:
+    """A string pydantic takes as it is: valid UTF-8 (a lone surrogate is refused by length-checked fields)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# The fast path of validation (the hot path of every worker): fields that are plainly valid (exact JSON types,
+# within every limit; the pre-checks ran already) are built into the model without validating them a second time.
+# Anything else goes through pydantic, which decides and words the error. A test holds the two paths equal.
+_OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
+    "title": (str,), "rating": (int,), "category": (str,), "timestamp": (float,), "verified": (bool,),
+    "user_id": (str,), "version": (int,),
+}
+
+
+def _checked_review(fields: dict[str, Any]) -> Review | None:
+    review_id, product_id, text = fields["review_id"], fields["product_id"], fields["text"]
+    if type(review_id) is not str or type(product_id) is not str or type(text) is not str \
+            or len(review_id) > MAX_ID_CHARS or len(product_id) > MAX_ID_CHARS \
+            or not (_plain_string(review_id) and _plain_string(product_id) and _plain_string(text)):
+        return None
+    if type(fields.get("schema_version", SCHEMA_VERSION)) is not int:
+        return None
+    for name, kinds in _OPTIONAL_TYPES.items():
+        value = fields.get(name)
+        if value is not None and (type(value) not in kinds or (type(value) is str and not _plain_string(value))):
+            return None
+    rating, version, title = fields.get("rating"), fields.get("version"), fields.get("title")
+    if (rating is not None and not 1 <= rating <= 5) or (version is not None and version < 0) \
+            or (title is not None and _utf8_size(title) > MAX_TITLE_BYTES):
+        return None
+    return _construct(Review, _REVIEW_DEFAULTS, fields)
+
+
+def _checked_retraction(fields: dict[str, Any]) -> Retraction | None:
+    review_id, product_id = fields["review_id"], fields["product_id"]
+    if type(review_id) is not str or type(product_id) is not str \
+            or len(review_id) > MAX_ID_CHARS or len(product_id) > MAX_ID_CHARS \
+            or not (_plain_string(review_id) and _plain_string(product_id)):
+        return None
+    if type(fields.get("schema_version", SCHEMA_VERSION)) is not int or fields.get("op") != "delete":
+        return None
+    version, timestamp = fields.get("version"), fields.get("timestamp")
+    if (version is not None and (type(version) is not int or version < 0)) \
+            or (timestamp is not None and type(timestamp) is not float):
+        return None
+    return _construct(Retraction, _RETRACTION_DEFAULTS, fields)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _construct(cls: type[_M], defaults: dict[str, Any], fields: dict[str, Any]) -> _M:
+    """What ``cls.model_validate(fields)`` builds from plainly valid fields (the same values, fields set and
+    order), as ``model_construct`` does it, without its per-field bookkeeping."""
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", {name: fields.get(name, default) for name, default in defaults.items()})
+    object.__setattr__(model, "__pydantic_fields_set__", {name for name in fields if name in defaults})
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
+
+
+# Where orjson reads a message differently from the standard library, the standard library reads it: deep nesting
+# (its recursion limit refuses it), and integers past 64 bits (orjson makes them floats: a float field that large
+# is read again). Values other than objects are refused anyway; the standard library words their failure.
+_MAX_FAST_NESTING = 64
+_LARGEST_EXACT_INT = float(2**63)
+_SLOW = object()
+
+
+def _parse_fast(raw: bytes) -> object:
+    """The object ``json.loads(raw.decode("utf-8"))`` gives, as far as the contract reads it (its top-level
+    values), by orjson; ``_SLOW`` where orjson may differ or fails."""
+    if raw.count(b"[") + raw.count(b"{") > _MAX_FAST_NESTING:
+        return _SLOW
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # NaN, Infinity, lone surrogates, bad UTF-8...: the standard library decides
+        return _SLOW
+    if type(obj) is not dict:
+        return _SLOW
+    for value in obj.values():
+        if type(value) is float and not -_LARGEST_EXACT_INT < value < _LARGEST_EXACT_INT:
+            return _SLOW
+    return obj
+
+
+def _parse_slow(raw: bytes) -> object:
+    """The reference decoding (UTF-8, then the standard library's JSON); a :class:`DecodeFailure` when it fails."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return DecodeFailure(DecodeReason.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}", raw)
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         return DecodeFailure(DecodeReason.INVALID_JSON, f"invalid JSON: {exc}"[:300], raw)
+
+
+def decode_review(raw: bytes | None) -> Review | Retraction | DecodeFailure:
+    """Decode one message value. Never raises: bad input becomes a :class:`DecodeFailure`."""
+    if not raw:
+        return DecodeFailure(DecodeReason.EMPTY_VALUE, "message has no value", raw)
+    obj = _parse_fast(raw) if type(raw) is bytes else _SLOW
+    if obj is _SLOW:
+        obj = _parse_slow(raw)
+        if isinstance(obj, DecodeFailure):
+            return obj
     result = validate_message_object(obj)
     if isinstance(result, DecodeFailure):
         return DecodeFailure(result.reason, result.detail, raw)

@@ -195,6 +195,12 @@ class ConsumerSettings(BaseSettings):
     # Close a batch early once the local queue stays empty this long (0 = off). It lowers latency where a
     # transaction commit is cheap (Apache Kafka); where it is slow (Tansu) many small batches cost more.
     batch_idle_close_ms: int = Field(default=0, ge=0)
+    # Adaptive micro-batches (consumer.batcher.AdaptiveBatcher): each batch's size and wait follow what the last
+    # ones cost and the p99 latency target; batch_max_records bounds a batch while the queue is shallow,
+    # batch_deep_max_records while it stays deeper than a batch, batch_max_wait_ms the wait. Off: fixed bounds.
+    batch_adaptive: bool = True
+    latency_target_ms: int = Field(default=1000, ge=10)
+    batch_deep_max_records: int = Field(default=1024, ge=1)
     transactions: bool = True
     transactional_id_prefix: str = "reviews-mtl"
     # Who this process is, for its transactional id: in Kubernetes the pod name (a StatefulSet ordinal keeps it

@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-max-wait-ms", type=int, help="the workers' micro-batch time bound (default: the service's)")
     p.add_argument("--seed-device", choices=["auto", "cpu", "cuda"], help="where the seed's model runs (default auto)")
     p.add_argument("--replicas", type=_ints, help="end-to-end replica counts (default 1,2)")
-    p.add_argument("--loads", type=_floats, help="offered loads as shares of the max (default 0.25,0.5,0.9)")
+    p.add_argument("--loads", type=_floats, help="offered loads as shares of the max (default 0.25,0.5,0.75,0.9)")
     p.add_argument("--e2e-reviews", type=int, help="reviews pre-loaded for each throughput drain")
     p.add_argument("--load-duration", type=float, dest="load_duration_s", help="seconds per offered load")
     p.add_argument("--seed-reviews", type=int, help="reviews drained by the seed setup")
@@ -73,6 +73,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-products", type=int, help="redis: products they spread over (default 100,000)")
     p.add_argument("--shadow-reviews", type=int,
                    help="shadow: reviews per drain without and with a shadow model (default 2000, quick 768)")
+    p.add_argument("--batching", type=lambda t: tuple(x.strip() for x in t.split(",") if x.strip()),
+                   help="e2e: measure the latency curve again with each of these micro-batch modes at the same "
+                   "offered rates, e.g. adaptive,fixed (REVIEWS_CONSUMER_BATCH_ADAPTIVE)")
+    p.add_argument("--batching-rounds", type=int, help="e2e: how many times to alternate the --batching modes")
+    p.add_argument("--ceiling-reviews", type=int,
+                   help="ceiling: reviews pre-loaded per drain (default 50,000, quick 10,000)")
+    p.add_argument("--ceiling-rounds", type=int, help="ceiling: rounds of a plain and a timed drain (default 2)")
+    p.add_argument("--ceiling-cost-us", type=float,
+                   help="ceiling: the constant-cost predictor's model time per review, µs (default 0)")
     p.add_argument("--log-dir", type=Path, help="where worker logs go (default a temporary directory)")
 
 
@@ -104,6 +113,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         predict_api_concurrency=args.predict_api_concurrency, predict_api_duration_s=args.predict_api_duration_s,
         redis_reviews=args.redis_reviews, redis_products=args.redis_products,
         shadow_reviews=args.shadow_reviews,
+        batching=args.batching, batching_rounds=args.batching_rounds, ceiling_reviews=args.ceiling_reviews,
+        ceiling_rounds=args.ceiling_rounds, ceiling_cost_us=args.ceiling_cost_us,
     )
 
 

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,11 @@ class WorkerConfig:
     cores: int = 2
     batch_max_records: int | None = None  # None: the service's default
     batch_max_wait_ms: int | None = None
+    # "adaptive" or "fixed" micro-batches (REVIEWS_CONSUMER_BATCH_ADAPTIVE); None: the service's default.
+    batching: str | None = None
+
+    def env(self) -> dict[str, str]:
+        return {} if self.batching is None else {"REVIEWS_CONSUMER_BATCH_ADAPTIVE": str(self.batching == "adaptive")}
 
     @property
     def extra_args(self) -> tuple[str, ...]:
@@ -51,6 +56,11 @@ class WorkerConfig:
         if self.batch_max_wait_ms is not None:
             args += ("--batch-max-wait-ms", str(self.batch_max_wait_ms))
         return args
+
+    def settings_overrides(self) -> dict[str, int]:
+        """The same bounds as ``ConsumerSettings`` fields, for a worker built in-process."""
+        bounds = {"batch_max_records": self.batch_max_records, "batch_max_wait_ms": self.batch_max_wait_ms}
+        return {k: v for k, v in bounds.items() if v is not None}
 
     def threads(self, replicas: int) -> int:
         # One worker per core is the CPU deployment; threads are split so replicas do not oversubscribe.
@@ -69,6 +79,8 @@ class ThroughputResult:
     # Model only, in the worker's shape, measured right before this drain on the same cores: on a shared
     # machine the load changes between the parts of a run, so the ratio is fairest against this figure.
     model_only_adjacent_per_s: float | None = None
+    # The largest resident memory any worker process reached (VmHWM), MB.
+    worker_peak_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,17 @@ class LatencyResult:
     to_prediction_p50_s: float | None = None
     prediction_to_produce_p50_s: float | None = None
     produce_to_visible_p50_s: float | None = None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident memory of a running process (Linux ``VmHWM``), MB; None where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _rate(arrivals: Sequence[Arrival], skip_share: float = 0.0) -> tuple[float, float]:
@@ -136,9 +159,10 @@ def measure_throughput(
     with pipe.tail() as tail:
         started = time.time()
         workers = pipe.start_workers(worker.model_dir, replicas, threads=worker.threads(replicas),
-                                     runtime=worker.runtime, extra=worker.extra_args)
+                                     runtime=worker.runtime, extra=worker.extra_args, env=worker.env())
         try:
             tail.wait_for(sent, timeout_s, workers, pipe.logs, desc=f"drain, {replicas} replica(s)")
+            peak_rss = max((peak_rss_mb(w.pid) or 0.0 for w in workers), default=0.0) or None
         finally:
             pipe.stop_workers()
         arrivals = tail.arrivals()
@@ -155,6 +179,7 @@ def measure_throughput(
         steady_reviews_per_s=round(steady, 1),
         startup_s=round(min(a.seen_at for a in arrivals) - started, 2),
         model_only_adjacent_per_s=reference,
+        worker_peak_rss_mb=peak_rss,
     )
     logger.info("end to end, %d replica(s): %.1f reviews/s (steady %.1f; model only just before: %s)",
                 replicas, rate, steady, reference)
@@ -199,7 +224,7 @@ def measure_latency(
     results: list[LatencyResult] = []
     with pipe.tail() as tail, pipe.publisher() as publisher:
         workers = pipe.start_workers(worker.model_dir, replicas, threads=worker.threads(replicas),
-                                     runtime=worker.runtime, extra=worker.extra_args)
+                                     runtime=worker.runtime, extra=worker.extra_args, env=worker.env())
         try:
             # Warm-up, not measured: the group join, the model's first runs, the producers' start-up.
             sent = pipe.preload(stream(reviews, warmup, "warm-"), publisher)
@@ -247,6 +272,8 @@ def run_end_to_end(
     log_dir: Path,
     latency_warmup: int = 512,
     reference_s: float = 0.0,
+    batching_modes: Sequence[str] = (),
+    batching_rounds: int = 1,
 ) -> dict[str, Any]:
     """Max throughput for each replica count, then latency at ``loads`` × each count's own maximum.
 
@@ -265,7 +292,17 @@ def run_end_to_end(
         by_replicas.append({"replicas": t.replicas, "max_reviews_per_s": t.reviews_per_s,
                             "latency": [asdict(x) for x in rows]})
     headline = next(x for x in by_replicas if x["replicas"] == best.replicas)
+    # The same offered rates (shares of the best maximum) with each batching mode in turn, repeated: what adaptive
+    # batches change, measured against fixed ones in the same run.
+    by_batching = []
+    for r in range(batching_rounds if batching_modes else 0):
+        for mode in batching_modes:
+            rows = measure_latency(servers, replace(worker, batching=mode), reviews, best.replicas,
+                                   best.reviews_per_s, loads, load_duration_s, log_dir, warmup=latency_warmup)
+            by_batching.append({"batching": mode, "round": r + 1, "replicas": best.replicas,
+                                "max_reviews_per_s": best.reviews_per_s, "latency": [asdict(x) for x in rows]})
     return {
+        "latency_by_batching": by_batching,
         "throughput": [asdict(t) for t in throughput],
         "best": asdict(best),
         "latency_replicas": best.replicas,

@@ -298,11 +298,13 @@ class Pipeline:
         })
         return env
 
-    def start_process(self, argv: Sequence[str], label: str) -> subprocess.Popen[bytes]:
+    def start_process(self, argv: Sequence[str], label: str,
+                      env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.log_dir / f"{self.name}-{label}.log"
         self.logs.append(log)
         with log.open("wb") as fh:
-            proc = subprocess.Popen(list(argv), env=self.env(), stdout=fh, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(list(argv), env={**self.env(), **(env or {})}, stdout=fh,
+                                    stderr=subprocess.STDOUT)
         self.workers.append(proc)
         return proc
 
@@ -314,6 +316,7 @@ class Pipeline:
         threads: int,
         runtime: str = "auto",
         extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> list[subprocess.Popen[bytes]]:
         """``replicas`` real worker processes (``python -m consumer``) in this pipeline's group."""
         started = []
@@ -321,7 +324,7 @@ class Pipeline:
             started.append(self.start_process(
                 [sys.executable, "-m", "consumer", "--model", str(model_dir), "--runtime", runtime,
                  "--threads", str(threads), *extra],
-                f"worker{len(self.workers)}",
+                f"worker{len(self.workers)}", env,
             ))
             self.worker_logs.append(self.logs[-1])
         return started

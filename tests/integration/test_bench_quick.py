@@ -49,6 +49,8 @@ def test_bench_quick_end_to_end(
         seed_reviews=32,
         phases_reviews=200,
         shadow_reviews=200,
+        ceiling_reviews=400,
+        ceiling_redis_reviews=2000,
         log_dir=tmp_path / "logs",
     )
     result = run_bench(config)
@@ -73,5 +75,32 @@ def test_bench_quick_end_to_end(
     assert [(r["shadow"], r["reviews"]) for r in shadow["runs"]] == [(False, 200), (True, 200)]
     assert shadow["runs"][1]["shadow_reviews"] == 200 and shadow["shadow_s_per_batch"] > 0
     assert set(loaded["targets"]) >= {"e2e_over_model_only", "e2e_over_seed", "e2e_latency_p99_s_at_50pct"}
-    assert {p.name for p in plots} == {"throughput_vs_batch.png", "latency_vs_load.png"}
+    assert {p.name for p in plots} == {"throughput_vs_batch.png", "latency_vs_load.png", "phases.png"}
+    assert loaded["ceiling_reviews_per_s"] > 0
     assert "Headline" in render(result)
+
+
+@pytest.mark.timeout(300)
+def test_bench_ceiling_runs_the_service_with_the_constant_cost_predictor(
+    kafka_settings: KafkaSettings, redis_url: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = BenchConfig.preset(
+        tiny_model_dir, quick=True, bootstrap_servers=kafka_settings.bootstrap_servers, redis_url=redis_url,
+        parts=("ceiling",), ceiling_reviews=600, ceiling_rounds=1, ceiling_redis_reviews=2000,
+        log_dir=tmp_path / "logs",
+    )
+    result = run_bench(config)
+    assert not result["errors"], result["errors"]
+    ceiling = result["ceiling"]
+    assert "bench-constant-cost" in ceiling["predictor"]
+    assert result["ceiling_reviews_per_s"] > 0 and result["redis_script_reviews_per_s"] > 0
+    phases = result["ceiling_phases_us_per_review"]
+    assert set(phases) >= {"consume", "decode_validate", "tokenize", "build_serialize", "produce", "redis_script",
+                           "commit"}
+    assert phases["tokenize"] > 0 and phases["redis_script"] > 0 and phases["commit"] > 0
+    assert result["model"]["max_length"] == ceiling["tokenizer_max_length"]
+    cpu = ceiling["cpu_us_per_review"]
+    assert cpu["worker_process"] >= cpu["worker_thread"] > 0 and cpu["redis"] > 0
+    assert ceiling["worker_and_redis_reviews_per_2_cores_s"] > 0
+    assert result["targets"]["ceiling_reviews_per_s"]["target"] == 10_000
+    assert "Pipeline ceiling" in render(result)
