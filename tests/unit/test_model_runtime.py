@@ -77,6 +77,18 @@ def test_unknown_runtime_and_missing_artifact(tmp_path: Path) -> None:
         load_predictor(tmp_path, runtime="onnx-int8")
 
 
+def test_an_artifact_of_another_format_version_is_one_clear_error(tiny_model_copy: Path) -> None:
+    config = json.loads((tiny_model_copy / "config.json").read_text())
+    for version in (None, 99):  # written before the versioned format, or by a newer code
+        if version is None:
+            config.pop("format_version", None)
+        else:
+            config["format_version"] = version
+        (tiny_model_copy / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ArtifactError, match=f"format_version {version!r}.*retrain"):
+            load_predictor(tiny_model_copy, runtime="onnx-fp32")
+
+
 def test_onnx_path_never_imports_torch_or_transformers(tiny_model_dir: Path) -> None:
     code = (
         "import sys, json\n"
