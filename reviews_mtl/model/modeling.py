@@ -274,10 +274,13 @@ def expected_stars(probs: torch.Tensor) -> torch.Tensor:
 
 
 def group_stars(star_probs: torch.Tensor) -> torch.Tensor:
-    """(batch, 5) star probabilities → (batch, 3) negative / neutral / positive."""
-    index = torch.tensor(STAR_TO_SENTIMENT, device=star_probs.device)
-    out = torch.zeros(star_probs.shape[0], 3, dtype=star_probs.dtype, device=star_probs.device)
-    return out.index_add(1, index, star_probs)
+    """(batch, 5) star probabilities → (batch, 3) negative / neutral / positive.
+
+    A product with a 0/1 matrix, not ``index_add``: the ONNX exporter turns ``index_add`` into a scatter that keeps
+    one of the stars sharing a class instead of summing them (negative = P(2★), positive = P(5★) on CPU workers)."""
+    groups = torch.zeros(len(STAR_TO_SENTIMENT), 3, dtype=star_probs.dtype, device=star_probs.device)
+    groups[torch.arange(len(STAR_TO_SENTIMENT)), torch.tensor(STAR_TO_SENTIMENT)] = 1.0
+    return star_probs @ groups
 
 
 def _shift(probs: torch.Tensor, bias: tuple[float, ...] | None) -> torch.Tensor:

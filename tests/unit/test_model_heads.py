@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ from reviews_mtl.model.modeling import (
     masked_losses,
     star_distribution,
 )
-from reviews_mtl.training.tiny import TINY_ENCODER_CONFIG
+from reviews_mtl.training.onnx_export import check_parity
+from reviews_mtl.training.tiny import TINY_ENCODER_CONFIG, write_untrained_artifact
 
 
 def _model(rating_head: str, **heads: object) -> MultiTaskReviewModel:
@@ -197,3 +199,17 @@ def test_calibration_tuning_picks_a_band_that_helps_on_balanced_validation() -> 
     assert record["sentiment_candidates"]["head"]["balanced_macro_f1_tuned"] > record["sentiment_candidates"]["head"][
         "balanced_macro_f1_plain"]
     assert (served.sentiment.argmax(1) == sentiment).mean() == 1.0
+
+
+@pytest.mark.parametrize("rating_head", ["stars", "ordinal"])
+def test_the_onnx_graph_serves_what_torch_serves_with_sentiment_from_stars(rating_head: str, tmp_path: Path) -> None:
+    # The CPU workers run the ONNX graph, the GPU workers and the trainer's calibration run torch: with sentiment
+    # grouped from the star distribution (two stars per side) both must give the same probabilities.
+    model = _model(rating_head, sentiment_source="stars", sentiment_bias=(0.5, 1.5, 0.0),
+                   star_bias=(1.0, 0.5, 0.0, -0.5, 0.2))
+    artifact = write_untrained_artifact(model, tmp_path / "artifact", name="t", version="t", preset="tiny",
+                                        encoder="random-bert-tiny", max_length=32, note="test")
+    texts = ["great value, works", "broke after a day", "ok I guess", "arrived late but fine", "meh"]
+    check = check_parity(artifact, texts)
+    assert check["onnx_fp32"]["max_abs_diff_rating"] < 1e-4
+    assert check["onnx_fp32"]["max_abs_diff_sentiment"] < 1e-4, check["onnx_fp32"]
