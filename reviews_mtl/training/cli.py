@@ -137,6 +137,9 @@ def register(subparsers: Any) -> None:
     quantize.add_argument("--all", action="store_true", default=tools.quantize_all,
                           help="score every candidate, and the per-tensor and static graphs for comparison "
                           "(env REVIEWS_QUANTIZE_ALL)")
+    quantize.add_argument("--reexport", action="store_true",
+                          help="first rebuild the fp32 ONNX graph from the weights (artifacts trained before the "
+                               "graph grouped the star distribution correctly) and record its parity with torch")
     quantize.set_defaults(func=_quantize)
 
     evaluate = subparsers.add_parser("evaluate", help="evaluate an artifact against the TF-IDF baseline, HTML report")
@@ -266,7 +269,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from reviews_mtl.training.quantize_report import quantize_artifact
 
     data_dir = None if args.sample else resolve_data_dir(args.data)
-    result = quantize_artifact(args.model, data_dir, try_all=args.all)
+    result = quantize_artifact(args.model, data_dir, try_all=args.all, reexport=args.reexport)
     print(f"{'graph':<36} {'sent F1':>8} {'MAE':>7} {'asp F1':>7} {'rows/s':>8} {'×fp32':>6}  rule  batch-invariant")
     for row in result["table"]:
         print(f"{row['name']:<36} {row['sentiment_macro_f1']:>8.4f} {row['rating_mae']:>7.4f} "

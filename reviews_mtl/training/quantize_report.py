@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from reviews_mtl.model.artifact import CONFIG_FILE, ONNX_FP32_FILE, ONNX_INT8_FILE, ArtifactConfig
+from reviews_mtl.model.artifact import CONFIG_FILE, METRICS_FILE, ONNX_FP32_FILE, ONNX_INT8_FILE, ArtifactConfig
 from reviews_mtl.model.runtime import OnnxPredictor
 from reviews_mtl.training.datasets import build_datasets
 from reviews_mtl.training.export_rule import Int8Rule, choose_int8, score_graph
@@ -45,7 +45,24 @@ def batch_invariant(model_dir: Path, onnx_file: Path, texts: list[str], toleranc
     return True
 
 
-def quantize_artifact(model_dir: Path, data_dir: Path | None, try_all: bool = False) -> dict[str, Any]:
+def reexport_fp32(model_dir: Path, parity_texts: list[str]) -> dict[str, Any]:
+    """Rebuild ``model.onnx`` from the artifact's weights and calibrations (artifacts exported before the ONNX
+    graph grouped the star distribution correctly), and record the new parity with torch in ``metrics.json``."""
+    from reviews_mtl.model.runtime_torch import load_torch_model
+    from reviews_mtl.training.onnx_export import check_parity, export_onnx
+
+    export_onnx(load_torch_model(model_dir), model_dir)
+    parity = check_parity(model_dir, parity_texts)
+    metrics_path = model_dir / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics["parity"] = parity
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    logger.info("re-exported %s/%s; parity with torch: %s", model_dir, ONNX_FP32_FILE, parity["onnx_fp32"])
+    return parity
+
+
+def quantize_artifact(model_dir: Path, data_dir: Path | None, try_all: bool = False,
+                      reexport: bool = False) -> dict[str, Any]:
     model_dir = Path(model_dir)
     config = ArtifactConfig.read(model_dir)
     training = config.training or {}
@@ -56,6 +73,8 @@ def quantize_artifact(model_dir: Path, data_dir: Path | None, try_all: bool = Fa
         seed=int(training.get("seed", 13)),
     )
     reviews, sentences = data.validation_reviews, data.validation_sentences
+    if reexport:
+        reexport_fp32(model_dir, [*reviews.texts, *data.train_reviews.texts][: int(training.get("parity_rows", 1000))])
     rule = Int8Rule(
         float(training.get("int8_max_sentiment_f1_drop", 0.005)),
         float(training.get("int8_max_mae_increase", 0.01)),

@@ -655,7 +655,10 @@ def write_artifact(
     # Validation rows first; runtime agreement needs no labels, so a small split (the project's own sample)
     # is topped up with training texts to keep the check meaningful.
     parity_texts = [*data.validation_reviews.texts, *data.train_reviews.texts][: config.parity_rows]
-    return version, check_parity(output_dir, parity_texts, model=model), int8
+    parity = check_parity(output_dir, parity_texts, model=model)
+    if not parity["onnx_fp32"]["allclose_atol_1e-4"]:  # CPU workers would serve other answers than torch
+        logger.error("the ONNX fp32 graph differs from the trained model: %s", parity["onnx_fp32"])
+    return version, parity, int8
 
 
 def train(config: TrainConfig, data_dir: Path | None, output_dir: Path) -> dict[str, Any]:

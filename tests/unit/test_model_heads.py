@@ -3,6 +3,7 @@ tiny random encoder."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from reviews_mtl.model.modeling import (
     star_distribution,
 )
 from reviews_mtl.training.onnx_export import check_parity
+from reviews_mtl.training.quantize_report import reexport_fp32
 from reviews_mtl.training.tiny import TINY_ENCODER_CONFIG, write_untrained_artifact
 
 
@@ -213,3 +215,19 @@ def test_the_onnx_graph_serves_what_torch_serves_with_sentiment_from_stars(ratin
     check = check_parity(artifact, texts)
     assert check["onnx_fp32"]["max_abs_diff_rating"] < 1e-4
     assert check["onnx_fp32"]["max_abs_diff_sentiment"] < 1e-4, check["onnx_fp32"]
+
+
+def test_reexport_rebuilds_a_stale_onnx_graph_from_the_weights(tmp_path: Path) -> None:
+    # An artifact whose graph was exported with other calibrations than its config holds (as the graphs exported
+    # before group_stars was fixed): the re-export serves what torch serves and says so in metrics.json.
+    model = _model("stars", sentiment_source="stars")
+    artifact = write_untrained_artifact(model, tmp_path / "artifact", name="t", version="t", preset="tiny",
+                                        encoder="random-bert-tiny", max_length=32, note="test")
+    config = json.loads((artifact / "config.json").read_text())
+    config["heads"]["sentiment_bias"] = [0.5, 2.0, 0.0]
+    (artifact / "config.json").write_text(json.dumps(config))
+    texts = ["great value, works", "broke after a day", "ok I guess"]
+    assert not check_parity(artifact, texts)["onnx_fp32"]["allclose_atol_1e-4"]
+    parity = reexport_fp32(artifact, texts)
+    assert parity["onnx_fp32"]["allclose_atol_1e-4"] and parity["onnx_fp32"]["sentiment_label_agreement"] == 1.0
+    assert json.loads((artifact / "metrics.json").read_text())["parity"] == parity
