@@ -11,14 +11,10 @@ import logging
 import sys
 from typing import Any, get_args
 
-from reviews_mtl.cli_args import add_kafka_args, add_redis_args, port_number
+from reviews_mtl.cli_args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_kafka_args, add_redis_args, port_number
 from reviews_mtl.settings import BackfillSettings, RuntimeKind
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def register(sub: Any) -> None:

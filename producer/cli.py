@@ -21,13 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reviews_mtl.cli_args import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from reviews_mtl.settings import ProducerCliSettings
 
 logger = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def register(subparsers: Any) -> None:

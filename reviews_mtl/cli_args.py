@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+# Exit statuses every subcommand shares: 0 done, 1 failed (or nothing to show), 2 a usage or input error.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
 
 def add_kafka_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

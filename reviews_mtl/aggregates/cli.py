@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from reviews_mtl.aggregates.analytics_cli import register_analytics
 from reviews_mtl.aggregates.repair_cli import register_repair
-from reviews_mtl.cli_args import port_number
+from reviews_mtl.cli_args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_redis_args, port_number
 from reviews_mtl.settings import ApiSettings
 from reviews_mtl.terminal import escape_for_terminal
 
@@ -24,10 +24,7 @@ if TYPE_CHECKING:
     from reviews_mtl.aggregates.prefixes import Prefixes, PrefixInfo
     from reviews_mtl.aggregates.store import AggregateStore, ProductAggregate
 
-EXIT_OK = 0
-EXIT_NOT_FOUND = 1
-EXIT_UNAVAILABLE = 1
-EXIT_USAGE = 2
+EXIT_NOT_FOUND = EXIT_UNAVAILABLE = EXIT_FAILED
 
 # Rankings the help text names; the full list (aspect:NAME, complaints:NAME) is checked by keys.parse_ranking.
 _BY_HELP = (
@@ -39,7 +36,7 @@ _BY_HELP = (
 
 
 def _add_redis(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", default=None, help="Redis URL (env REDIS_URL)")
+    add_redis_args(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -14,14 +14,12 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from reviews_mtl.cli_args import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 if TYPE_CHECKING:
     from reviews_mtl.dlq.ledger import RedriveLedger
     from reviews_mtl.dlq.selection import Selection
     from reviews_mtl.settings import KafkaSettings
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 class _CliError(Exception):

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
+from reviews_mtl.cli_args import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 if TYPE_CHECKING:
     from reviews_mtl.serving.settings import ServeSettings
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 # flag → ServeSettings field; unset flags leave the environment's (or the default) value.
 _FLAGS: dict[str, tuple[type, str]] = {
