@@ -185,8 +185,17 @@ def test_a_broken_artifact_at_the_link_leaves_the_old_model_serving(
 def aggregates_of(store: AggregateStore) -> dict[str, tuple[int, dict[str, int], dict[str, int], float]]:
     out = {}
     for p in store.products(limit=1000):
-        out[p.product_id] = (p.review_count, p.sentiment, p.aspects, round(p.rating_sum, 3))
+        out[p.product_id] = (p.review_count, p.sentiment, p.aspects, p.rating_sum)
     return out
+
+
+def assert_same_aggregates(got: AggregateStore, expected: AggregateStore) -> None:
+    """Counts equal; rating sums equal within the published precision: fp32 outputs move by ~1e-7 with the batch
+    a review lands in, which can flip a rating's fourth decimal (seen once in CI: 68.924 against 68.923 at three decimals)."""
+    a, b = aggregates_of(got), aggregates_of(expected)
+    assert {k: v[:3] for k, v in a.items()} == {k: v[:3] for k, v in b.items()}
+    for product, (count, *_, rating_sum) in b.items():
+        assert a[product][3] == pytest.approx(rating_sum, abs=1e-4 * count + 1e-9), product
 
 
 @pytest.mark.timeout(600)
@@ -216,7 +225,7 @@ def test_a_shadow_model_changes_nothing_live_and_shadows_every_record(
         codes = [*plain.stop_all(), *shadowed.stop_all()]
     assert codes == [0, 0], plain.tail_logs() + shadowed.tail_logs()
 
-    assert aggregates_of(shadowed.store) == aggregates_of(plain.store)  # the shadow never reaches the aggregates
+    assert_same_aggregates(shadowed.store, plain.store)  # the shadow never reaches the aggregates
     assert shadowed.store.totals() == plain.store.totals()
     a = version_of(versions, "a")
     assert {m.version for m in models_of(shadowed.store.client, shadowed.prefix)} == {a}
