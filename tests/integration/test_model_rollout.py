@@ -191,7 +191,7 @@ def aggregates_of(store: AggregateStore) -> dict[str, tuple[int, dict[str, int],
 
 def assert_same_aggregates(got: AggregateStore, expected: AggregateStore) -> None:
     """Counts equal; rating sums equal within the published precision: fp32 outputs move by ~1e-7 with the batch
-    a review lands in, which can flip a rating's fourth decimal (seen once in CI: 68.924 against 68.923 at three decimals)."""
+    a review lands in, which can flip a rating's fourth decimal (seen once in CI: 68.924 against 68.923)."""
     a, b = aggregates_of(got), aggregates_of(expected)
     assert {k: v[:3] for k, v in a.items()} == {k: v[:3] for k, v in b.items()}
     for product, (count, *_, rating_sum) in b.items():
